@@ -1,0 +1,187 @@
+"""A Pusher that publishes each blessed model as the next integer version.
+
+TF Serving watches `<serving_model_dir>/<integer>/` folders and loads the
+highest. The stock Pusher names versions by Unix time and copies files straight
+into the version folder, so a server polling at the wrong moment can see a
+half-written model. Here the model is copied into a hidden temporary folder on
+the same filesystem, flushed to disk, and renamed to the next free integer in
+one step, under a lock so that two pushes at once get two versions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+
+from absl import logging
+from tfx.components.pusher import component as pusher_component
+from tfx.components.pusher import executor as pusher_executor
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils
+from tfx.types import standard_component_specs as specs
+from tfx.utils import proto_utils
+
+LOCK_FILE = ".push.lock"
+STAGING_PREFIX = ".incoming-"
+ALREADY_SERVED_KEY = "already_served_version"
+
+
+class PushError(RuntimeError):
+    """The model could not be published; the served versions are untouched."""
+
+
+def existing_versions(serving_model_dir: str) -> list[int]:
+    """The integer version folders, ascending. Other names are ignored."""
+    if not os.path.isdir(serving_model_dir):
+        return []
+    return sorted(
+        int(name)
+        for name in os.listdir(serving_model_dir)
+        if name.isdigit() and os.path.isdir(os.path.join(serving_model_dir, name))
+    )
+
+
+@contextlib.contextmanager
+def _exclusive_lock(serving_model_dir: str) -> Iterator[None]:
+    with open(os.path.join(serving_model_dir, LOCK_FILE), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _flush_tree(root: str) -> None:
+    """fsyncs every file and folder below root so a rename publishes data on disk."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as stream:
+                os.fsync(stream.fileno())
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def tree_digest(root: str) -> str:
+    """A SHA-256 over every file's relative path and bytes below root."""
+    digest = hashlib.sha256()
+    for folder, subfolders, files in os.walk(root):
+        subfolders.sort()
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            digest.update(os.path.relpath(path, root).encode() + b"\0")
+            with open(path, "rb") as stream:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def served_version_of(model_dir: str, serving_model_dir: str) -> int | None:
+    """The newest version, if it holds exactly this model; otherwise None.
+
+    A re-run on unchanged data blesses the same model against itself; this
+    keeps it from being published again under a new number.
+    """
+    versions = existing_versions(serving_model_dir)
+    if versions:
+        newest = os.path.join(serving_model_dir, str(versions[-1]))
+        if tree_digest(newest) == tree_digest(model_dir):
+            return versions[-1]
+    return None
+
+
+def publish(model_dir: str, serving_model_dir: str) -> tuple[int, str]:
+    """Publishes a SavedModel folder as the next version.
+
+    Args:
+      model_dir: the SavedModel to publish (left unchanged).
+      serving_model_dir: the folder TF Serving watches.
+
+    Returns:
+      The new version number and its folder.
+
+    Raises:
+      PushError: the destination is not writable, or the copy failed (for
+        example a full disk); no version folder is created or changed.
+    """
+    # Limitation: rename is atomic only on a local or POSIX filesystem; for
+    # gs:// or s3:// destinations push to a mounted volume instead.
+    if "://" in serving_model_dir:
+        raise PushError(
+            f"{serving_model_dir}: only local or mounted folders are supported "
+            "as the serving model folder"
+        )
+    if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
+        raise PushError(f"{model_dir} holds no saved_model.pb; nothing to push")
+    staging = os.path.join(serving_model_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex}")
+    try:
+        os.makedirs(serving_model_dir, exist_ok=True)
+        shutil.copytree(model_dir, staging)
+        _flush_tree(staging)
+        with _exclusive_lock(serving_model_dir):
+            versions = existing_versions(serving_model_dir)
+            version = (versions[-1] + 1) if versions else 1
+            destination = os.path.join(serving_model_dir, str(version))
+            # os.rename would replace an empty folder of that name; refuse instead.
+            if os.path.lexists(destination):
+                raise PushError(
+                    f"{destination} already exists; refusing to overwrite it"
+                )
+            os.rename(staging, destination)
+    except OSError as error:
+        raise PushError(
+            f"could not publish {model_dir} to {serving_model_dir}: {error}"
+        ) from error
+    finally:
+        if os.path.lexists(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+    return version, destination
+
+
+class Executor(pusher_executor.Executor):
+    """Pushes a blessed model as the next integer version, atomically."""
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802
+        self._log_startup(input_dict, output_dict, exec_properties)
+        pushed_model = artifact_utils.get_single_instance(
+            output_dict[specs.PUSHED_MODEL_KEY]
+        )
+        if not self.CheckBlessing(input_dict):
+            self._MarkNotPushed(pushed_model)
+            logging.info("Model not blessed; nothing pushed.")
+            return
+        destination = pusher_pb2.PushDestination()
+        proto_utils.json_to_proto(
+            exec_properties[specs.PUSH_DESTINATION_KEY], destination
+        )
+        if destination.WhichOneof("destination") != "filesystem":
+            raise PushError("only a filesystem push destination is supported")
+        model_dir = self.GetModelPath(input_dict)
+        serving_model_dir = destination.filesystem.base_directory
+        served = served_version_of(model_dir, serving_model_dir)
+        if served is not None:
+            self._MarkNotPushed(pushed_model)
+            pushed_model.set_int_custom_property(ALREADY_SERVED_KEY, served)
+            logging.info(
+                "Version %d already serves this exact model; nothing pushed.", served
+            )
+            return
+        version, path = publish(model_dir, serving_model_dir)
+        self._MarkPushed(
+            pushed_model, pushed_destination=path, pushed_version=str(version)
+        )
+        logging.info("Pushed model version %d to %s", version, path)
+
+
+class VersionedPusher(pusher_component.Pusher):
+    """The stock Pusher's interface with atomic, integer-versioned pushes."""
+
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)

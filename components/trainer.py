@@ -1,0 +1,176 @@
+"""Trainer module code: `run_fn` builds, trains and exports the Keras model.
+
+The Trainer component refers to `components.trainer.run_fn` by dotted path. The
+training settings arrive in `custom_config["training"]` (see TrainingSettings);
+every epoch is a full pass over the train split, so an epoch-indexed
+learning-rate schedule advances as it should.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+
+import tensorflow as tf
+import tf_keras as keras
+from absl import logging
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from components import features, models, schedules, signatures
+
+HISTORY_FILE = "history.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSettings:
+    """What run_fn needs to know; built from the pipeline's training config."""
+
+    preset: str
+    epochs: int
+    batch_size: int
+    seed: int
+    schedule: schedules.ScheduleSpec
+    class_names: tuple[str, ...]
+
+    def to_json_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json_dict(cls, values: dict) -> TrainingSettings:
+        values = dict(values)
+        values["schedule"] = schedules.ScheduleSpec(**values["schedule"])
+        values["class_names"] = tuple(values["class_names"])
+        return cls(**values)
+
+
+def make_dataset(
+    file_pattern,
+    data_accessor: tfx.components.DataAccessor,
+    schema: schema_pb2.Schema,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+) -> tf.data.Dataset:
+    """One pass over a split as (features dict, label) batches."""
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(
+            batch_size=batch_size,
+            shuffle=shuffle,
+            shuffle_seed=seed,
+            num_epochs=1,
+            label_key=features.LABEL_KEY,
+        ),
+        schema,
+    )
+
+    def to_model_inputs(batch, labels):
+        return {
+            features.IMAGE_KEY: tf.cast(batch[features.IMAGE_KEY], tf.float32)
+        }, labels
+
+    return dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Logs one line per epoch: metrics, learning rate and duration."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self._epochs = epochs
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        metrics = " ".join(
+            f"{name} {value:.4g}" for name, value in sorted(logs.items())
+        )
+        logging.info(
+            "epoch %d/%d: %s (%.1f s)",
+            epoch + 1,
+            self._epochs,
+            metrics,
+            time.monotonic() - self._started,
+        )
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+
+
+def train(
+    settings: TrainingSettings,
+    train_dataset: tf.data.Dataset,
+    eval_dataset: tf.data.Dataset | None,
+    log_dir: str | None = None,
+) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Builds, compiles and fits a preset; returns the model and its history."""
+    keras.utils.set_random_seed(settings.seed)
+    model = models.build(settings.preset, len(settings.class_names))
+    compile_model(model, settings.schedule.initial_learning_rate)
+    model.summary(print_fn=logging.info)
+    callbacks = [
+        schedules.learning_rate_callback(schedules.make_schedule(settings.schedule)),
+        EpochLogger(settings.epochs),
+    ]
+    if log_dir:
+        callbacks.append(
+            keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch")
+        )
+    history = model.fit(
+        train_dataset,
+        validation_data=eval_dataset,
+        epochs=settings.epochs,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    return model, {
+        name: [float(value) for value in values]
+        for name, values in history.history.items()
+    }
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """Trains the configured preset and exports it with the serving signatures."""
+    settings = TrainingSettings.from_json_dict(fn_args.custom_config["training"])
+    schema = tfx.utils.parse_pbtxt_file(fn_args.schema_path, schema_pb2.Schema())
+    train_dataset = make_dataset(
+        fn_args.train_files,
+        fn_args.data_accessor,
+        schema,
+        settings.batch_size,
+        shuffle=True,
+        seed=settings.seed,
+    )
+    eval_dataset = make_dataset(
+        fn_args.eval_files,
+        fn_args.data_accessor,
+        schema,
+        settings.batch_size,
+        shuffle=False,
+        seed=settings.seed,
+    )
+    model, history = train(settings, train_dataset, eval_dataset, fn_args.model_run_dir)
+    with tf.io.gfile.GFile(
+        os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w"
+    ) as out:
+        json.dump(
+            {"settings": settings.to_json_dict(), "history": history}, out, indent=2
+        )
+    signatures.export_serving_model(
+        model, fn_args.serving_model_dir, settings.class_names
+    )
+    logging.info("Exported the serving model to %s", fn_args.serving_model_dir)

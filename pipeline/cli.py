@@ -1,0 +1,211 @@
+"""The `kpipe` command line: run the pipeline, show the config or a run summary.
+
+Exit codes:
+  0  a model was pushed, or the newest served version already is this model;
+  1  the run failed;
+  2  the config is invalid;
+  3  the data has anomalies or cannot be read (nothing trained, nothing pushed);
+  4  the model was not blessed (nothing pushed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+import warnings
+
+EXIT_PUSHED = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_DATA = 3
+EXIT_NOT_BLESSED = 4
+
+# Our own packages, whose INFO lines are progress a person wants to see.
+_OWN_PACKAGE_DIRS = tuple(
+    os.path.dirname(os.path.abspath(path)) + os.sep
+    for path in (
+        __file__,
+        os.path.join(os.path.dirname(__file__), "..", "components", "x"),
+    )
+)
+
+
+class _ProgressFilter(logging.Filter):
+    """Lets through progress lines: ours, and the local runner's step lines."""
+
+    def __init__(self):
+        super().__init__()
+        self._started: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        if record.pathname.endswith("local_dag_runner.py") and record.msg.startswith(
+            "Component %s is"
+        ):
+            node_id = record.args[0]
+            if record.msg.endswith("running."):
+                self._started[node_id] = time.monotonic()
+                record.msg, record.args = "%s: started", (node_id,)
+            else:
+                elapsed = time.monotonic() - self._started.get(
+                    node_id, time.monotonic()
+                )
+                record.msg, record.args = "%s: finished in %.1f s", (node_id, elapsed)
+            return True
+        return os.path.abspath(record.pathname).startswith(_OWN_PACKAGE_DIRS)
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """Turns down TensorFlow's C++ banners and the libraries' warnings."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1" if verbose else "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    if not verbose:
+        for category in (DeprecationWarning, FutureWarning, UserWarning):
+            warnings.filterwarnings("ignore", category=category)
+
+
+def _configure_logging(verbose: bool) -> None:
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
+    if not verbose:
+        # A logger's own filter sees every record logged on it, whichever
+        # handlers the libraries add later.
+        logging.getLogger("absl").addFilter(_ProgressFilter())
+        for name in ("tensorflow", "apache_beam"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _cause_of_type(
+    error: BaseException, types: tuple[type, ...]
+) -> BaseException | None:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, types):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _run(args) -> int:
+    from components import anomaly_gate, idx
+    from pipeline import local_runner, summary
+    from pipeline.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config, _overrides(args))
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    result = local_runner.run(config)
+    print("\n" + summary.render(result), flush=True)
+    if result.outcome in (summary.PUSHED, summary.ALREADY_SERVED):
+        return EXIT_PUSHED
+    if result.outcome == summary.DATA_ANOMALIES:
+        return EXIT_DATA
+    if result.outcome == summary.NOT_BLESSED:
+        return EXIT_NOT_BLESSED
+    if local_runner.last_error is not None and _cause_of_type(
+        local_runner.last_error, (idx.IdxFormatError, anomaly_gate.DataAnomaliesError)
+    ):
+        return EXIT_DATA
+    return EXIT_FAILED
+
+
+def _overrides(args) -> list[str]:
+    overrides = list(args.set or [])
+    for flag, field in (
+        ("output_dir", "output_dir"),
+        ("data_dir", "data.data_dir"),
+        ("max_examples", "data.max_examples_per_split"),
+        ("epochs", "training.epochs"),
+        ("preset", "training.preset"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{field}={value}")
+    return overrides
+
+
+def _show_config(args) -> int:
+    from pipeline.config import ConfigError, load_config, to_yaml
+
+    try:
+        print(to_yaml(load_config(args.config, _overrides(args))), end="")
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+def _show_summary(args) -> int:
+    from pipeline import summary
+    from pipeline.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config, _overrides(args))
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(summary.render(summary.summarize(config, config.evaluation.metric)))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kpipe", description="A TFX training pipeline for Keras classifiers."
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show all library logs"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text)
+        command.set_defaults(handler=handler)
+        command.add_argument("--config", help="YAML config file (see configs/)")
+        command.add_argument(
+            "--set",
+            action="append",
+            metavar="FIELD=VALUE",
+            help="override a config field, e.g. training.epochs=3 (repeatable)",
+        )
+        command.add_argument(
+            "--output-dir", help="where pipeline outputs and models go"
+        )
+        command.add_argument(
+            "--data-dir", help="folder with the IDX files or span-N/ folders"
+        )
+        return command
+
+    run = add("run", _run, "run the pipeline locally with Beam's DirectRunner")
+    run.add_argument(
+        "--max-examples", type=int, help="cap examples per split (quick runs)"
+    )
+    run.add_argument("--epochs", type=int, help="training epochs")
+    run.add_argument("--preset", help="model preset: seed_dense, dense or cnn")
+    add("show-config", _show_config, "print the effective config as YAML")
+    add("summary", _show_summary, "print the summary of the latest run")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _quiet_libraries(args.verbose)
+    _configure_logging(args.verbose)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""The typed pipeline config: defaults, a YAML file, then env and flag overrides.
+
+Precedence, lowest first: the defaults below, the config file, environment
+variables `KPIPE_<SECTION>__<FIELD>` (or `KPIPE_<FIELD>` for top-level fields),
+then `--set section.field=value` flags. The result is validated once; errors
+name the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import yaml
+
+from components import features, models, schedules
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS_DIR = PROJECT_ROOT / "schemas"
+ENV_PREFIX = "KPIPE_"
+DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
+DATASETS = {"fashion_mnist": features.CLASS_NAMES}
+# Integer class labels need the sparse form of accuracy; the one-hot form would
+# compare a label index with a probability vector and report nonsense.
+SUPPORTED_METRICS = ("SparseCategoricalAccuracy",)
+
+
+class ConfigError(ValueError):
+    """The config cannot work; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where the data is and how much of it to use.
+
+    Attributes:
+      dataset: built-in data set name; picks class names and the default schema.
+      data_dir: folder with the IDX files, or with span-N/ folders holding them.
+      schema_path: curated schema; empty means schemas/<dataset>/schema.pbtxt.
+      max_examples_per_split: keep the first N records per split; 0 keeps all.
+    """
+
+    dataset: str = "fashion_mnist"
+    data_dir: str = DEFAULT_DATA_DIR
+    schema_path: str = ""
+    max_examples_per_split: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Model preset, epochs and the learning-rate schedule."""
+
+    preset: str = "cnn"
+    epochs: int = 10
+    batch_size: int = 64
+    seed: int = 42
+    learning_rate: float = 1e-3
+    lr_schedule: str = "exponential"
+    lr_decay_rate: float = 0.2
+    lr_decay_start_epoch: int = 2
+    lr_step_every_epochs: int = 3
+    lr_step_factor: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """When a model is good enough to push.
+
+    Attributes:
+      metric: the TFMA metric the thresholds apply to.
+      lower_bound: absolute threshold; a model below it is never pushed.
+      max_regression: how far below the baseline (the latest blessed model)
+        the metric may fall; 0 means no regression at all.
+      per_class_slices: also compute the metric per label value.
+    """
+
+    metric: str = "SparseCategoricalAccuracy"
+    lower_bound: float = 0.85
+    max_regression: float = 0.0
+    per_class_slices: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """The whole config; paths below output_dir are derived from it."""
+
+    pipeline_name: str = "fashion_mnist"
+    output_dir: str = "outputs"
+    enable_cache: bool = True
+    beam_pipeline_args: tuple[str, ...] = (
+        "--direct_running_mode=in_memory",
+        "--direct_num_workers=1",
+    )
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output_dir, "pipelines", self.pipeline_name)
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(
+            self.output_dir, "metadata", self.pipeline_name, "metadata.sqlite"
+        )
+
+    @property
+    def serving_model_dir(self) -> str:
+        return os.path.join(self.output_dir, "serving_model", self.pipeline_name)
+
+    @property
+    def schema_file(self) -> str:
+        return self.data.schema_path or str(
+            SCHEMAS_DIR / self.data.dataset / "schema.pbtxt"
+        )
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return DATASETS[self.data.dataset]
+
+    def schedule_spec(self) -> schedules.ScheduleSpec:
+        training = self.training
+        return schedules.ScheduleSpec(
+            name=training.lr_schedule,
+            initial_learning_rate=training.learning_rate,
+            decay_rate=training.lr_decay_rate,
+            decay_start_epoch=training.lr_decay_start_epoch,
+            step_every_epochs=training.lr_step_every_epochs,
+            step_factor=training.lr_step_factor,
+        )
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["beam_pipeline_args"] = list(self.beam_pipeline_args)
+        return values
+
+
+_SECTIONS = {
+    "data": DataConfig,
+    "training": TrainingConfig,
+    "evaluation": EvaluationConfig,
+}
+
+
+def _field_types(cls) -> dict[str, type]:
+    hints = typing.get_type_hints(cls)
+    return {field.name: hints[field.name] for field in dataclasses.fields(cls)}
+
+
+def _coerce(name: str, value, kind):
+    """Converts a value from YAML or a string to the field's type."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    if kind in (int, float):
+        if isinstance(value, bool) or value is None:
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{name}: expected {kind.__name__}, got {value!r}"
+            ) from None
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return number
+    if kind is str:
+        if value is None or isinstance(value, (dict, list)):
+            raise ConfigError(f"{name}: expected text, got {value!r}")
+        return str(value)
+    if typing.get_origin(kind) is tuple:
+        if isinstance(value, str):
+            value = (
+                yaml.safe_load(value)
+                if value.strip().startswith("[")
+                else value.split()
+            )
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        return tuple(str(item) for item in value)
+    raise ConfigError(f"{name}: unsupported field type {kind}")
+
+
+def _set(values: dict, dotted: str, raw, source: str) -> None:
+    parts = dotted.split(".")
+    top_types = _field_types(PipelineConfig)
+    if len(parts) == 1 and parts[0] in top_types and parts[0] not in _SECTIONS:
+        values[parts[0]] = _coerce(parts[0], raw, top_types[parts[0]])
+        return
+    if len(parts) == 2 and parts[0] in _SECTIONS:
+        section_types = _field_types(_SECTIONS[parts[0]])
+        if parts[1] in section_types:
+            values[parts[0]][parts[1]] = _coerce(dotted, raw, section_types[parts[1]])
+            return
+        raise ConfigError(
+            f"unknown field {dotted!r} in {source}; fields of {parts[0]}: "
+            f"{', '.join(section_types)}"
+        )
+    known = [name for name in top_types if name not in _SECTIONS] + list(_SECTIONS)
+    raise ConfigError(
+        f"unknown field {dotted!r} in {source}; known: {', '.join(known)}"
+    )
+
+
+def _flatten(mapping: Mapping, prefix: str = "") -> list[tuple[str, object]]:
+    items = []
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and key in _SECTIONS and not prefix:
+            items.extend(_flatten(value, f"{name}."))
+        else:
+            items.append((name, value))
+    return items
+
+
+def _from_environment(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    items = []
+    for key, value in sorted(environ.items()):
+        if key.startswith(ENV_PREFIX):
+            items.append((key[len(ENV_PREFIX) :].lower().replace("__", "."), value))
+    return items
+
+
+def validate(config: PipelineConfig) -> PipelineConfig:
+    """Checks that the config can work; raises ConfigError naming the field."""
+
+    def require(condition: bool, message: str) -> None:
+        if not condition:
+            raise ConfigError(message)
+
+    require(bool(config.pipeline_name), "pipeline_name: must not be empty")
+    require(
+        config.data.dataset in DATASETS,
+        f"data.dataset: {config.data.dataset!r} is not one of {sorted(DATASETS)}",
+    )
+    require(
+        config.data.max_examples_per_split >= 0,
+        "data.max_examples_per_split: must be 0 (all) or a positive number",
+    )
+    require(
+        os.path.isfile(config.schema_file),
+        f"data.schema_path: schema file {config.schema_file} does not exist",
+    )
+    training = config.training
+    require(
+        training.preset in models.PRESETS,
+        f"training.preset: {training.preset!r} is not one of {sorted(models.PRESETS)}",
+    )
+    require(
+        training.lr_schedule in schedules.SCHEDULES,
+        f"training.lr_schedule: {training.lr_schedule!r} is not one of "
+        f"{sorted(schedules.SCHEDULES)}",
+    )
+    require(training.epochs >= 1, "training.epochs: must be at least 1")
+    require(training.batch_size >= 1, "training.batch_size: must be at least 1")
+    require(training.learning_rate > 0, "training.learning_rate: must be positive")
+    require(training.lr_decay_rate >= 0, "training.lr_decay_rate: must not be negative")
+    require(
+        training.lr_step_every_epochs >= 1,
+        "training.lr_step_every_epochs: must be at least 1",
+    )
+    require(
+        0 < training.lr_step_factor <= 1, "training.lr_step_factor: must be in (0, 1]"
+    )
+    evaluation = config.evaluation
+    require(
+        evaluation.metric in SUPPORTED_METRICS,
+        f"evaluation.metric: {evaluation.metric!r} is not supported; labels are "
+        f"integer class ids, so use one of {list(SUPPORTED_METRICS)}",
+    )
+    require(
+        0 <= evaluation.lower_bound <= 1, "evaluation.lower_bound: must be in [0, 1]"
+    )
+    require(
+        0 <= evaluation.max_regression <= 1,
+        "evaluation.max_regression: must be in [0, 1]",
+    )
+    return config
+
+
+def load_config(
+    path: str | None = None,
+    overrides: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+) -> PipelineConfig:
+    """Builds and validates the config from defaults, file, env and overrides."""
+    values = PipelineConfig().to_dict()
+    if path:
+        try:
+            with open(path) as stream:
+                from_file = yaml.safe_load(stream) or {}
+        except OSError as error:
+            raise ConfigError(f"cannot read config file {path}: {error}") from error
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path} is not valid YAML: {error}") from error
+        if not isinstance(from_file, Mapping):
+            raise ConfigError(f"{path}: expected a mapping of fields at the top level")
+        for name, value in _flatten(from_file):
+            _set(values, name, value, path)
+    for name, value in _from_environment(os.environ if environ is None else environ):
+        _set(values, name, value, f"environment variable {ENV_PREFIX}{name.upper()}")
+    for override in overrides:
+        name, separator, value = override.partition("=")
+        if not separator:
+            raise ConfigError(f"--set {override!r}: expected section.field=value")
+        _set(values, name.strip(), value.strip(), f"--set {override}")
+    sections = {name: cls(**values.pop(name)) for name, cls in _SECTIONS.items()}
+    values["beam_pipeline_args"] = tuple(values["beam_pipeline_args"])
+    return validate(PipelineConfig(**values, **sections))
+
+
+def to_yaml(config: PipelineConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

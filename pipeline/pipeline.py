@@ -1,0 +1,163 @@
+"""`create_pipeline`: the one definition of the pipeline, for every runner.
+
+ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> AnomalyGate
+-> Trainer -> (latest blessed model) Resolver -> Evaluator -> Pusher.
+Runners differ only in how they run what this returns.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+from tfx.dsl.io import fileio
+
+from components import anomaly_gate, features, idx_example_gen, pusher, trainer
+from pipeline.config import PipelineConfig
+
+SPAN_FOLDER = "span-{SPAN}"
+TRAINER_MODULE = "components.trainer.run_fn"
+
+
+def input_config(data_dir: str) -> tfx.proto.Input:
+    """Train/eval patterns for the IDX files; span folders when data_dir has them."""
+    has_spans = bool(fileio.glob(os.path.join(data_dir, "span-*")))
+    prefix = SPAN_FOLDER + "/" if has_spans else ""
+    return tfx.proto.Input(
+        splits=[
+            tfx.proto.Input.Split(
+                name=features.TRAIN_SPLIT,
+                pattern=f"{prefix}{features.TRAIN_FILE_PREFIX}-*-ubyte*",
+            ),
+            tfx.proto.Input.Split(
+                name=features.EVAL_SPLIT,
+                pattern=f"{prefix}{features.EVAL_FILE_PREFIX}-*-ubyte*",
+            ),
+        ]
+    )
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """Accuracy with an absolute bound and a no-regression bound vs the baseline."""
+    evaluation = config.evaluation
+    slicing_specs = [tfma.SlicingSpec()]
+    if evaluation.per_class_slices:
+        slicing_specs.append(tfma.SlicingSpec(feature_keys=[features.LABEL_KEY]))
+    threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(
+            lower_bound={"value": evaluation.lower_bound}
+        ),
+        # A tiny negative slack so that a model exactly as good as the baseline passes.
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -evaluation.max_regression - 1e-10},
+        ),
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="serving_default",
+                label_key=features.LABEL_KEY,
+                prediction_key="probabilities",
+            )
+        ],
+        slicing_specs=slicing_specs,
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    # Thresholds judge the overall slice; per-class slices are reported.
+                    tfma.MetricConfig(
+                        class_name=evaluation.metric,
+                        per_slice_thresholds=[
+                            tfma.PerSliceMetricThreshold(
+                                slicing_specs=[tfma.SlicingSpec()], threshold=threshold
+                            )
+                        ],
+                    ),
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                ]
+            )
+        ],
+    )
+
+
+def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+    """Builds the TFX pipeline described by a validated config."""
+    example_gen = idx_example_gen.IdxExampleGen(
+        input_base=config.data.data_dir,
+        input_config=input_config(config.data.data_dir),
+        max_examples_per_split=config.data.max_examples_per_split,
+    )
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"]
+    )
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+    )
+    gate = anomaly_gate.AnomalyGate(anomalies=example_validator.outputs["anomalies"])
+
+    settings = trainer.TrainingSettings(
+        preset=config.training.preset,
+        epochs=config.training.epochs,
+        batch_size=config.training.batch_size,
+        seed=config.training.seed,
+        schedule=config.schedule_spec(),
+        class_names=config.class_names,
+    )
+    model_trainer = tfx.components.Trainer(
+        module_file=None,
+        run_fn=TRAINER_MODULE,
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
+        eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
+        custom_config={"training": settings.to_json_dict()},
+    )
+    # The gate has no outputs; this edge makes the Trainer wait for it.
+    model_trainer.add_upstream_node(gate)
+
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=model_trainer.outputs["model"],
+        baseline_model=baseline_resolver.outputs["model"],
+        eval_config=eval_config(config),
+        example_splits=[features.EVAL_SPLIT],
+    )
+    model_pusher = pusher.VersionedPusher(
+        model=model_trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=os.path.abspath(config.serving_model_dir)
+            )
+        ),
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[
+            example_gen,
+            statistics_gen,
+            schema_gen,
+            example_validator,
+            gate,
+            model_trainer,
+            baseline_resolver,
+            evaluator,
+            model_pusher,
+        ],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            config.metadata_path
+        ),
+        beam_pipeline_args=list(config.beam_pipeline_args),
+    )

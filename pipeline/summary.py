@@ -1,0 +1,315 @@
+"""The run summary: what each step did, read back from ML Metadata.
+
+Everything here comes from the metadata store and the artifacts it points to,
+so the summary of a run is the same whether it is printed at the end of the run
+or later with `kpipe summary`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import tensorflow_model_analysis as tfma
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from components import anomaly_gate, features, pusher, trainer
+from pipeline.config import PipelineConfig
+
+# Outcomes of a run, as reported to people and as exit codes of the CLI.
+PUSHED = "pushed"
+ALREADY_SERVED = "already_served"
+NOT_BLESSED = "not_blessed"
+DATA_ANOMALIES = "data_anomalies"
+FAILED = "failed"
+
+_STATE_NAMES = {
+    metadata_store_pb2.Execution.COMPLETE: "ran",
+    metadata_store_pb2.Execution.CACHED: "cached",
+    metadata_store_pb2.Execution.FAILED: "FAILED",
+    metadata_store_pb2.Execution.RUNNING: "interrupted",
+    metadata_store_pb2.Execution.NEW: "interrupted",
+    metadata_store_pb2.Execution.CANCELED: "canceled",
+}
+
+
+@dataclasses.dataclass
+class Step:
+    node_id: str
+    state: str
+    duration_s: float
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """A run's outcome in the terms a person asks about."""
+
+    pipeline_name: str
+    run_id: str = ""
+    outcome: str = FAILED
+    steps: list[Step] = dataclasses.field(default_factory=list)
+    anomalies: list[str] = dataclasses.field(default_factory=list)
+    epochs: int | None = None
+    accuracy: float | None = None
+    per_class_accuracy: dict[str, float] = dataclasses.field(default_factory=dict)
+    example_count: int | None = None
+    had_baseline: bool | None = None
+    blessed: bool | None = None
+    why: list[str] = dataclasses.field(default_factory=list)
+    pushed_version: str | None = None
+    pushed_path: str | None = None
+    already_served_version: int | None = None
+    wall_time_s: float | None = None
+    error: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+
+def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = config.metadata_path
+    connection.sqlite.connection_mode = (
+        metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    )
+    return metadata_store.MetadataStore(connection)
+
+
+def _latest_run_context(store) -> metadata_store_pb2.Context | None:
+    runs = store.get_contexts_by_type("pipeline_run")
+    return max(runs, key=lambda context: context.create_time_since_epoch, default=None)
+
+
+def _node_id(store, execution_id: int) -> str:
+    for context in store.get_contexts_by_execution(execution_id):
+        if context.type == "node":
+            return context.name.split(".", 1)[-1]
+    return "?"
+
+
+def _artifacts(store, execution_id: int) -> dict[tuple[int, str], list]:
+    """(event type, key) -> artifacts of one execution."""
+    events = store.get_events_by_execution_ids([execution_id])
+    artifacts = {
+        artifact.id: artifact
+        for artifact in store.get_artifacts_by_id(
+            [event.artifact_id for event in events]
+        )
+    }
+    found: dict[tuple[int, str], list] = {}
+    for event in events:
+        key = event.path.steps[0].key if event.path.steps else ""
+        found.setdefault((event.type, key), []).append(artifacts[event.artifact_id])
+    return found
+
+
+def _output(found, key):
+    for event_type in (
+        metadata_store_pb2.Event.OUTPUT,
+        metadata_store_pb2.Event.DECLARED_OUTPUT,
+    ):
+        if found.get((event_type, key)):
+            return found[(event_type, key)][0]
+    return None
+
+
+def _custom(artifact, name):
+    value = artifact.custom_properties.get(name)
+    if value is None:
+        return None
+    return value.WhichOneof("value") and getattr(value, value.WhichOneof("value"))
+
+
+def _metric(metrics: dict, name: str) -> float | None:
+    for sub_keys in metrics.values():
+        for values in sub_keys.values():
+            if name in values:
+                value = values[name]
+                return value.get("doubleValue", value.get("int64Value"))
+    return None
+
+
+def _read_evaluation(summary: RunSummary, uri: str, metric_name: str) -> None:
+    result = tfma.load_eval_result(uri)
+    for slice_key, metrics in result.slicing_metrics:
+        accuracy = _metric(metrics, metric_name)
+        if not slice_key:
+            summary.accuracy = accuracy
+            count = _metric(metrics, "example_count")
+            summary.example_count = int(count) if count is not None else None
+        elif len(slice_key) == 1 and slice_key[0][0] == features.LABEL_KEY:
+            label = int(slice_key[0][1])
+            names = features.CLASS_NAMES
+            name = names[label] if 0 <= label < len(names) else str(label)
+            summary.per_class_accuracy[name] = accuracy
+    validation = tfma.load_validation_result(uri)
+    for per_slice in validation.metric_validations_per_slice:
+        for failure in per_slice.failures:
+            summary.why.append(
+                f"{failure.metric_key.name}"
+                f"{' (vs baseline)' if failure.metric_key.is_diff else ''}"
+                f" = {failure.metric_value.double_value.value:.4f} fails "
+                f"{_threshold_text(failure.metric_threshold)}"
+            )
+
+
+def _threshold_text(threshold) -> str:
+    if threshold.HasField("value_threshold"):
+        bound = threshold.value_threshold
+        if bound.HasField("lower_bound"):
+            return f"the lower bound {bound.lower_bound.value:.4f}"
+    if threshold.HasField("change_threshold"):
+        change = threshold.change_threshold
+        return f"the allowed change {change.absolute.value:+.4f} against the baseline"
+    return str(threshold).replace("\n", " ")
+
+
+def summarize(config: PipelineConfig, metric_name: str) -> RunSummary:
+    """Builds the summary of the newest run in the pipeline's metadata store."""
+    summary = RunSummary(pipeline_name=config.pipeline_name)
+    if not os.path.exists(config.metadata_path):
+        summary.error = f"no metadata store at {config.metadata_path}; nothing has run"
+        return summary
+    store = _store(config)
+    run = _latest_run_context(store)
+    if run is None:
+        summary.error = "the metadata store holds no run"
+        return summary
+    summary.run_id = run.name
+    executions = sorted(
+        store.get_executions_by_context(run.id),
+        key=lambda item: item.create_time_since_epoch,
+    )
+    outputs = {}
+    for execution in executions:
+        node_id = _node_id(store, execution.id)
+        duration_ms = (
+            execution.last_update_time_since_epoch - execution.create_time_since_epoch
+        )
+        summary.steps.append(
+            Step(
+                node_id=node_id,
+                state=_STATE_NAMES.get(execution.last_known_state, "unknown"),
+                duration_s=round(duration_ms / 1000.0, 1),
+            )
+        )
+        outputs[node_id] = _artifacts(store, execution.id)
+
+    found = outputs.get("ExampleValidator")
+    anomalies_artifact = found and _output(found, "anomalies")
+    if anomalies_artifact is not None:
+        split_names = json.loads(
+            anomalies_artifact.properties["split_names"].string_value
+        )
+        errors = anomaly_gate.blocking(
+            anomaly_gate.read_anomalies(anomalies_artifact.uri, split_names)
+        )
+        summary.anomalies = [str(anomaly) for anomaly in errors]
+
+    found = outputs.get("Trainer")
+    model_run = found and _output(found, "model_run")
+    if model_run is not None:
+        history_path = os.path.join(model_run.uri, trainer.HISTORY_FILE)
+        if os.path.exists(history_path):
+            with open(history_path) as stream:
+                history = json.load(stream)["history"]
+            summary.epochs = len(history.get("loss", []))
+
+    found = outputs.get("Evaluator")
+    if found:
+        summary.had_baseline = bool(
+            found.get((metadata_store_pb2.Event.INPUT, "baseline_model"))
+        )
+        evaluation = _output(found, "evaluation")
+        blessing = _output(found, "blessing")
+        if evaluation is not None:
+            _read_evaluation(summary, evaluation.uri, _metric_key(metric_name))
+        if blessing is not None:
+            summary.blessed = bool(_custom(blessing, "blessed"))
+
+    found = outputs.get("VersionedPusher")
+    pushed_model = found and _output(found, "pushed_model")
+    if pushed_model is not None and _custom(pushed_model, "pushed"):
+        summary.pushed_version = _custom(pushed_model, "pushed_version")
+        summary.pushed_path = _custom(pushed_model, "pushed_destination")
+    elif pushed_model is not None:
+        summary.already_served_version = _custom(
+            pushed_model, pusher.ALREADY_SERVED_KEY
+        )
+
+    if summary.anomalies:
+        summary.outcome = DATA_ANOMALIES
+    elif summary.pushed_version:
+        summary.outcome = PUSHED
+    elif summary.already_served_version:
+        summary.outcome = ALREADY_SERVED
+    elif summary.blessed is False and any(
+        step.node_id == "VersionedPusher" for step in summary.steps
+    ):
+        summary.outcome = NOT_BLESSED
+    else:
+        summary.outcome = FAILED
+    return summary
+
+
+def _metric_key(class_name: str) -> str:
+    """TFMA's metric name for a Keras metric class name."""
+    return "".join(
+        f"_{char.lower()}" if char.isupper() and index else char.lower()
+        for index, char in enumerate(class_name)
+    )
+
+
+def render(summary: RunSummary) -> str:
+    """The summary as a few lines a person reads in seconds."""
+    lines = [f"Run {summary.run_id or '(none)'} of pipeline '{summary.pipeline_name}'"]
+    for step in summary.steps:
+        lines.append(f"  {step.node_id:<32} {step.state:<11} {step.duration_s:>7.1f} s")
+    if summary.anomalies:
+        lines.append(
+            f"Data anomalies ({len(summary.anomalies)}); nothing trained or pushed:"
+        )
+        lines.extend(f"  - {anomaly}" for anomaly in summary.anomalies)
+    else:
+        lines.append("Data anomalies: none")
+    if summary.accuracy is not None:
+        lines.append(
+            f"Test accuracy: {summary.accuracy:.4f} "
+            f"on {summary.example_count} eval examples"
+            + (f" after {summary.epochs} epochs" if summary.epochs else "")
+        )
+        if summary.per_class_accuracy:
+            worst = sorted(
+                summary.per_class_accuracy.items(), key=lambda item: item[1]
+            )[:3]
+            lines.append(
+                "  weakest classes: "
+                + ", ".join(f"{name} {value:.3f}" for name, value in worst)
+            )
+    if summary.blessed is not None:
+        basis = (
+            "against the absolute bound and the baseline"
+            if summary.had_baseline
+            else "against the absolute bound alone (no blessed baseline yet)"
+        )
+        lines.append(f"Blessed: {'yes' if summary.blessed else 'no'}, judged {basis}")
+        lines.extend(f"  - {reason}" for reason in summary.why)
+    if summary.pushed_version:
+        lines.append(
+            f"Pushed: version {summary.pushed_version} at {summary.pushed_path}"
+        )
+    elif summary.already_served_version:
+        lines.append(
+            f"Pushed: nothing new; version {summary.already_served_version} "
+            "already serves this exact model"
+        )
+    else:
+        lines.append("Pushed: nothing")
+    if summary.error:
+        lines.append(f"Error: {summary.error}")
+    if summary.wall_time_s is not None:
+        lines.append(f"Wall time: {summary.wall_time_s:.1f} s")
+    lines.append(f"Outcome: {summary.outcome}")
+    return "\n".join(lines)
