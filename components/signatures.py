@@ -63,6 +63,11 @@ def make_signatures(
         ]
     )
     def serve_images(images):
+        # A loaded signature does not check the caller's shape; without this a
+        # single [28, 28] image would be silently reshaped into a batch.
+        images = tf.ensure_shape(
+            images, [None, features.IMAGE_HEIGHT, features.IMAGE_WIDTH]
+        )
         return predict(tf.reshape(images, [-1, features.IMAGE_PIXELS]))
 
     return {

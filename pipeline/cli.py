@@ -86,20 +86,7 @@ def _configure_logging(verbose: bool) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _cause_of_type(
-    error: BaseException, types: tuple[type, ...]
-) -> BaseException | None:
-    seen = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, types):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
-
-
 def _run(args) -> int:
-    from components import anomaly_gate, idx
     from pipeline import local_runner, summary
     from pipeline.config import ConfigError, load_config
 
@@ -110,17 +97,13 @@ def _run(args) -> int:
         return EXIT_CONFIG
     result = local_runner.run(config)
     print("\n" + summary.render(result), flush=True)
-    if result.outcome in (summary.PUSHED, summary.ALREADY_SERVED):
-        return EXIT_PUSHED
-    if result.outcome == summary.DATA_ANOMALIES:
-        return EXIT_DATA
-    if result.outcome == summary.NOT_BLESSED:
-        return EXIT_NOT_BLESSED
-    if local_runner.last_error is not None and _cause_of_type(
-        local_runner.last_error, (idx.IdxFormatError, anomaly_gate.DataAnomaliesError)
-    ):
-        return EXIT_DATA
-    return EXIT_FAILED
+    return {
+        summary.PUSHED: EXIT_PUSHED,
+        summary.ALREADY_SERVED: EXIT_PUSHED,
+        summary.DATA_ANOMALIES: EXIT_DATA,
+        summary.BAD_INPUT: EXIT_DATA,
+        summary.NOT_BLESSED: EXIT_NOT_BLESSED,
+    }.get(result.outcome, EXIT_FAILED)
 
 
 def _overrides(args) -> list[str]:
@@ -187,14 +170,14 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--data-dir", help="folder with the IDX files or span-N/ folders"
         )
+        command.add_argument(
+            "--max-examples", type=int, help="cap examples per split (quick runs)"
+        )
+        command.add_argument("--epochs", type=int, help="training epochs")
+        command.add_argument("--preset", help="model preset: seed_dense, dense or cnn")
         return command
 
-    run = add("run", _run, "run the pipeline locally with Beam's DirectRunner")
-    run.add_argument(
-        "--max-examples", type=int, help="cap examples per split (quick runs)"
-    )
-    run.add_argument("--epochs", type=int, help="training epochs")
-    run.add_argument("--preset", help="model preset: seed_dense, dense or cnn")
+    add("run", _run, "run the pipeline locally with Beam's DirectRunner")
     add("show-config", _show_config, "print the effective config as YAML")
     add("summary", _show_summary, "print the summary of the latest run")
     return parser

@@ -54,12 +54,12 @@ class TrainingConfig:
     """Model preset, epochs and the learning-rate schedule."""
 
     preset: str = "cnn"
-    epochs: int = 10
-    batch_size: int = 64
+    epochs: int = 12
+    batch_size: int = 32
     seed: int = 42
     learning_rate: float = 1e-3
     lr_schedule: str = "exponential"
-    lr_decay_rate: float = 0.2
+    lr_decay_rate: float = 0.3
     lr_decay_start_epoch: int = 2
     lr_step_every_epochs: int = 3
     lr_step_factor: float = 0.5
@@ -223,11 +223,13 @@ def _flatten(mapping: Mapping, prefix: str = "") -> list[tuple[str, object]]:
     return items
 
 
-def _from_environment(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+def _from_environment(environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(dotted field, value, variable name) for every KPIPE_ variable."""
     items = []
     for key, value in sorted(environ.items()):
         if key.startswith(ENV_PREFIX):
-            items.append((key[len(ENV_PREFIX) :].lower().replace("__", "."), value))
+            field = key[len(ENV_PREFIX) :].lower().replace("__", ".")
+            items.append((field, value, key))
     return items
 
 
@@ -307,8 +309,10 @@ def load_config(
             raise ConfigError(f"{path}: expected a mapping of fields at the top level")
         for name, value in _flatten(from_file):
             _set(values, name, value, path)
-    for name, value in _from_environment(os.environ if environ is None else environ):
-        _set(values, name, value, f"environment variable {ENV_PREFIX}{name.upper()}")
+    for name, value, variable in _from_environment(
+        os.environ if environ is None else environ
+    ):
+        _set(values, name, value, f"environment variable {variable}")
     for override in overrides:
         name, separator, value = override.partition("=")
         if not separator:

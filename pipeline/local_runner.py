@@ -12,17 +12,25 @@ import time
 from absl import logging
 from tfx import v1 as tfx
 
+from components import idx
 from pipeline import summary
 from pipeline.config import PipelineConfig, to_yaml
 from pipeline.pipeline import create_pipeline
 
-# The exception that ended the last run, if any; the CLI maps it to an exit code.
-last_error: BaseException | None = None
+
+def _cause_of_type(error: BaseException | None, types: tuple[type, ...]):
+    """The first exception of one of these types in the cause chain, if any."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, types):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def run(config: PipelineConfig) -> summary.RunSummary:
     """Runs the pipeline; returns its summary whether it succeeded or not."""
-    global last_error
     last_error = None
     logging.info(
         "Pipeline '%s': preset %s, %d epochs, data %s%s, outputs in %s",
@@ -43,7 +51,11 @@ def run(config: PipelineConfig) -> summary.RunSummary:
         logging.error("The run stopped: %s", error)
     result = summary.summarize(config, config.evaluation.metric)
     result.wall_time_s = round(time.monotonic() - started, 1)
-    if last_error is not None and not result.anomalies:
+    bad_input = _cause_of_type(last_error, (idx.IdxFormatError,))
+    if bad_input is not None:
+        result.outcome = summary.BAD_INPUT
+        result.error = str(bad_input)
+    elif last_error is not None and not result.anomalies:
         result.error = f"{type(last_error).__name__}: {last_error}"
     _write(config, result)
     return result

@@ -23,6 +23,7 @@ PUSHED = "pushed"
 ALREADY_SERVED = "already_served"
 NOT_BLESSED = "not_blessed"
 DATA_ANOMALIES = "data_anomalies"
+BAD_INPUT = "bad_input"
 FAILED = "failed"
 
 _STATE_NAMES = {

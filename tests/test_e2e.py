@@ -1,0 +1,207 @@
+"""The real pipeline end to end: LocalDagRunner, Beam, TFDV, TFMA, ML Metadata.
+
+One small data set (2,000 train / 500 eval real Fashion-MNIST images in span
+folders) goes through five runs in order: a first push, a cached re-run, a
+model below the bound, a span with a bad label, and a span with a truncated file.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import idx, pusher
+from tests.conftest import FASHION_MNIST_DIR, write_idx_pair
+
+pytestmark = pytest.mark.e2e
+
+TRAIN_COUNT = 2000
+EVAL_COUNT = 500
+COMMON_FLAGS = [
+    "--preset",
+    "dense",
+    "--epochs",
+    "2",
+    "--set",
+    "evaluation.lower_bound=0.6",
+]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    train = idx.read_arrays(
+        os.path.join(FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz"),
+        os.path.join(FASHION_MNIST_DIR, "train-labels-idx1-ubyte.gz"),
+    )
+    test = idx.read_arrays(
+        os.path.join(FASHION_MNIST_DIR, "t10k-images-idx3-ubyte.gz"),
+        os.path.join(FASHION_MNIST_DIR, "t10k-labels-idx1-ubyte.gz"),
+    )
+    data = root / "data"
+    write_idx_pair(
+        data / "span-1", "train", train[0][:TRAIN_COUNT], train[1][:TRAIN_COUNT]
+    )
+    write_idx_pair(data / "span-1", "t10k", test[0][:EVAL_COUNT], test[1][:EVAL_COUNT])
+    return {"root": root, "data": data, "train": train, "test": test, "outputs": {}}
+
+
+def _run(workspace, *extra):
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            "--data-dir",
+            str(workspace["data"]),
+            "--output-dir",
+            str(workspace["root"] / "out"),
+            *COMMON_FLAGS,
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    summary_path = workspace["root"] / "out" / "runs" / "fashion_mnist" / "latest.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return completed, summary
+
+
+def _serving_dir(workspace):
+    return workspace["root"] / "out" / "serving_model" / "fashion_mnist"
+
+
+def _states(summary):
+    return {step["node_id"]: step["state"] for step in summary["steps"]}
+
+
+def _describe(completed):
+    output = completed.stdout[-3000:] + "\n" + completed.stderr[-3000:]
+    return f"exit {completed.returncode}\n{output}"
+
+
+def test_1_first_run_pushes_version_1_that_answers(workspace):
+    completed, summary = _run(workspace)
+    assert completed.returncode == 0, _describe(completed)
+    assert summary["outcome"] == "pushed"
+    assert set(_states(summary).values()) == {"ran"}
+    assert summary["had_baseline"] is False
+    assert "absolute bound alone" in completed.stdout
+    assert summary["accuracy"] >= 0.6
+    assert summary["example_count"] == EVAL_COUNT
+    assert len(summary["per_class_accuracy"]) == 10
+    assert "Wall time:" in completed.stdout
+    assert sorted(os.listdir(_serving_dir(workspace))) == [".push.lock", "1"]
+
+    loaded = tf.saved_model.load(str(_serving_dir(workspace) / "1"))
+    images, labels = workspace["test"][0][:50], workspace["test"][1][:50]
+    by_images = loaded.signatures["serving_images"](
+        images=tf.constant(images, tf.float32)
+    )
+    examples = [
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    "image": tf.train.Feature(
+                        int64_list=tf.train.Int64List(value=image.ravel().tolist())
+                    )
+                }
+            )
+        ).SerializeToString()
+        for image in images
+    ]
+    by_examples = loaded.signatures["serving_default"](examples=tf.constant(examples))
+    np.testing.assert_allclose(
+        by_images["probabilities"].numpy(),
+        by_examples["probabilities"].numpy(),
+        rtol=1e-5,
+    )
+    assert np.mean(by_images["class_ids"].numpy() == labels) >= 0.5
+    workspace["outputs"]["digest"] = pusher.tree_digest(
+        str(_serving_dir(workspace) / "1")
+    )
+
+
+def test_2_unchanged_rerun_is_cached_and_pushes_nothing_new(workspace):
+    completed, summary = _run(workspace)
+    assert completed.returncode == 0, _describe(completed)
+    states = _states(summary)
+    for node in (
+        "IdxExampleGen",
+        "StatisticsGen",
+        "ExampleValidator",
+        "AnomalyGate",
+        "Trainer",
+    ):
+        assert states[node] == "cached", states
+    assert summary["outcome"] == "already_served"
+    assert summary["already_served_version"] == 1
+    assert sorted(os.listdir(_serving_dir(workspace))) == [".push.lock", "1"]
+
+
+def test_3_model_under_the_bound_is_not_pushed_and_says_why(workspace):
+    completed, summary = _run(workspace, "--set", "evaluation.lower_bound=0.99")
+    assert completed.returncode == 4, _describe(completed)
+    assert summary["outcome"] == "not_blessed"
+    assert _states(summary)["Trainer"] == "cached"
+    assert any("fails the lower bound 0.9900" in reason for reason in summary["why"])
+    assert "Blessed: no" in completed.stdout
+    assert sorted(os.listdir(_serving_dir(workspace))) == [".push.lock", "1"]
+
+
+def test_4_span_with_a_bad_label_stops_before_training(workspace):
+    train_images, train_labels = workspace["train"]
+    labels = train_labels[:TRAIN_COUNT].copy()
+    labels[17] = 10
+    span = workspace["data"] / "span-2"
+    write_idx_pair(span, "train", train_images[:TRAIN_COUNT], labels)
+    test_images, test_labels = workspace["test"]
+    write_idx_pair(span, "t10k", test_images[:EVAL_COUNT], test_labels[:EVAL_COUNT])
+
+    completed, summary = _run(workspace)
+    assert completed.returncode == 3, _describe(completed)
+    assert summary["outcome"] == "data_anomalies"
+    assert summary["anomalies"] == [
+        "split 'train', feature 'label': "
+        "Out-of-range values: Unexpectedly large value: 10."
+    ]
+    assert "feature 'label'" in completed.stdout
+    states = _states(summary)
+    assert states["AnomalyGate"] == "FAILED"
+    assert "Trainer" not in states and "VersionedPusher" not in states
+    assert sorted(os.listdir(_serving_dir(workspace))) == [".push.lock", "1"]
+    assert (
+        pusher.tree_digest(str(_serving_dir(workspace) / "1"))
+        == workspace["outputs"]["digest"]
+    )
+
+
+def test_5_truncated_file_in_a_new_span_is_named(workspace):
+    train_images, train_labels = workspace["train"]
+    span = workspace["data"] / "span-3"
+    images_path, _ = write_idx_pair(
+        span,
+        "train",
+        train_images[:TRAIN_COUNT],
+        train_labels[:TRAIN_COUNT],
+        compress=False,
+    )
+    test_images, test_labels = workspace["test"]
+    write_idx_pair(span, "t10k", test_images[:EVAL_COUNT], test_labels[:EVAL_COUNT])
+    with open(images_path, "r+b") as stream:
+        stream.truncate(os.path.getsize(images_path) - 784 * 3)
+
+    completed, summary = _run(workspace)
+    assert completed.returncode == 3, _describe(completed)
+    assert images_path in completed.stdout + completed.stderr
+    assert "truncated" in completed.stdout + completed.stderr
+    assert summary["outcome"] == "bad_input"
+    assert "Trainer" not in _states(summary)
+    assert sorted(os.listdir(_serving_dir(workspace))) == [".push.lock", "1"]
