@@ -34,27 +34,38 @@ _OWN_PACKAGE_DIRS = tuple(
 
 
 class _ProgressFilter(logging.Filter):
-    """Lets through progress lines: ours, and the local runner's step lines."""
+    """Lets through progress lines: ours, and one line per step started/ended."""
 
     def __init__(self):
         super().__init__()
-        self._started: dict[str, float] = {}
+        self._node_id = ""
+        self._started = 0.0
+        self._cached = False
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR:
             return True
-        if record.pathname.endswith("local_dag_runner.py") and record.msg.startswith(
+        message = record.msg if isinstance(record.msg, str) else ""
+        if record.pathname.endswith("launcher.py") and message.startswith(
+            "A cached execution"
+        ):
+            self._cached = True
+            return False
+        if record.pathname.endswith("local_dag_runner.py") and message.startswith(
             "Component %s is"
         ):
-            node_id = record.args[0]
-            if record.msg.endswith("running."):
-                self._started[node_id] = time.monotonic()
-                record.msg, record.args = "%s: started", (node_id,)
-            else:
-                elapsed = time.monotonic() - self._started.get(
-                    node_id, time.monotonic()
+            if message.endswith("running."):
+                self._node_id, self._started, self._cached = (
+                    record.args[0],
+                    time.monotonic(),
+                    False,
                 )
-                record.msg, record.args = "%s: finished in %.1f s", (node_id, elapsed)
+                record.msg, record.args = "%s: started", (self._node_id,)
+            else:
+                record.msg = (
+                    "%s: " + ("cached" if self._cached else "finished") + " in %.1f s"
+                )
+                record.args = (self._node_id, time.monotonic() - self._started)
             return True
         return os.path.abspath(record.pathname).startswith(_OWN_PACKAGE_DIRS)
 
@@ -79,11 +90,10 @@ def _configure_logging(verbose: bool) -> None:
         force=True,
     )
     if not verbose:
-        # A logger's own filter sees every record logged on it, whichever
-        # handlers the libraries add later.
-        logging.getLogger("absl").addFilter(_ProgressFilter())
-        for name in ("tensorflow", "apache_beam"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+        # On the handler, so it sees records of every logger that propagates to
+        # the root, whatever levels the libraries set on their own loggers.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_ProgressFilter())
 
 
 def _run(args) -> int:
