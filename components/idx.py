@@ -7,10 +7,11 @@ format error names the file it was found in.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
-import io
 import struct
+import zlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -22,6 +23,9 @@ IMAGES_NDIM = 3
 LABELS_NDIM = 1
 _GZIP_MAGIC = b"\x1f\x8b"
 _READ_CHUNK_BYTES = 1 << 20
+# What a damaged file can raise while it is read: gzip's BadGzipFile is an
+# OSError, a cut stream is an EOFError, flipped bytes are a zlib.error.
+_READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
 class IdxFormatError(ValueError):
@@ -45,20 +49,27 @@ class IdxHeader:
         return int(np.prod(self.dims[1:], dtype=np.int64)) if len(self.dims) > 1 else 1
 
 
-def _open(path: str) -> io.BufferedIOBase:
+@contextlib.contextmanager
+def _open(path: str):
     """Opens a local or remote file, decompressing it when it is gzip."""
-    raw = fileio.open(path, "rb")
-    if raw.read(2) == _GZIP_MAGIC:
+    try:
+        raw = fileio.open(path, "rb")
+    except _READ_ERRORS as error:
+        raise IdxFormatError(f"{path}: cannot open: {error}") from error
+    with raw:
+        compressed = raw.read(2) == _GZIP_MAGIC
         raw.seek(0)
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    raw.seek(0)
-    return raw
+        if compressed:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                yield stream
+        else:
+            yield raw
 
 
 def _read_exactly(stream, size: int, path: str, what: str) -> bytes:
     try:
         data = stream.read(size)
-    except (OSError, EOFError) as error:
+    except _READ_ERRORS as error:
         raise IdxFormatError(f"{path}: cannot read {what}: {error}") from error
     if len(data) != size:
         raise IdxFormatError(
@@ -106,7 +117,7 @@ def check_file(path: str, expected_ndim: int) -> IdxHeader:
         try:
             while chunk := stream.read(_READ_CHUNK_BYTES):
                 found += len(chunk)
-        except (OSError, EOFError) as error:
+        except _READ_ERRORS as error:
             raise IdxFormatError(f"{path}: cannot read data: {error}") from error
     if found != expected:
         problem = "truncated" if found < expected else "longer than its header says"
@@ -168,13 +179,35 @@ def iter_records(
             yield np.frombuffer(pixels, dtype=np.uint8), label[0]
 
 
+def read_array(path: str, expected_ndim: int) -> np.ndarray:
+    """Reads a whole IDX file into an array shaped as its header says."""
+    with _open(path) as stream:
+        header = _parse_header(stream, path)
+        if len(header.dims) != expected_ndim:
+            raise IdxFormatError(
+                f"{path}: expected a {expected_ndim}-dimensional IDX file, "
+                f"found {len(header.dims)} dimensions {header.dims}"
+            )
+        size = header.count * header.record_bytes
+        data = _read_exactly(stream, size, path, f"{header.count} records")
+        try:
+            trailing = stream.read(1)
+        except _READ_ERRORS as error:
+            raise IdxFormatError(f"{path}: cannot read data: {error}") from error
+    if trailing:
+        raise IdxFormatError(f"{path}: file is longer than its header says")
+    return np.frombuffer(data, dtype=np.uint8).reshape(header.dims)
+
+
 def read_arrays(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
     """Reads a whole images/labels pair into arrays [N, H, W] and [N]."""
-    check_pair(images_path, labels_path)
-    dims = read_header(images_path).dims
-    records = list(iter_records(images_path, labels_path))
-    images = np.stack([pixels for pixels, _ in records]).reshape(-1, *dims[1:])
-    labels = np.array([label for _, label in records], dtype=np.uint8)
+    images = read_array(images_path, IMAGES_NDIM)
+    labels = read_array(labels_path, LABELS_NDIM)
+    if len(images) != len(labels):
+        raise IdxFormatError(
+            f"{images_path} holds {len(images)} images but {labels_path} holds "
+            f"{len(labels)} labels"
+        )
     return images, labels
 
 

@@ -10,6 +10,7 @@ pixel values) and `label` (int64).
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import apache_beam as beam
@@ -24,9 +25,10 @@ from tfx.proto import example_gen_pb2
 from tfx.types import channel, component_spec, standard_artifacts
 from tfx.types import standard_component_specs as specs
 
-from components import features, idx
+from components import features, idx, versioning
 
 MAX_EXAMPLES_KEY = "max_examples_per_split"
+CODE_VERSION_KEY = "code_version"
 
 
 def to_example(pixels, label: int) -> tf.train.Example:
@@ -61,9 +63,15 @@ def _IdxToExample(  # noqa: N802 - Beam transform names are CamelCase.
     pattern = os.path.join(exec_properties[specs.INPUT_BASE_KEY], split_pattern)
     images_path, labels_path = idx.find_pair(pattern)
     count = idx.check_pair(images_path, labels_path)
-    limit = exec_properties.get(MAX_EXAMPLES_KEY) or None
+    image_dims = idx.read_header(images_path).dims[1:]
+    if image_dims != (features.IMAGE_HEIGHT, features.IMAGE_WIDTH):
+        raise idx.IdxFormatError(
+            f"{images_path}: images are {'x'.join(map(str, image_dims))} pixels, "
+            f"expected {features.IMAGE_HEIGHT}x{features.IMAGE_WIDTH}"
+        )
     if count == 0:
         raise idx.IdxFormatError(f"{images_path} holds no records")
+    limit = exec_properties.get(MAX_EXAMPLES_KEY) or None
     return (
         pipeline
         | "FilePair" >> beam.Create([(images_path, labels_path)])
@@ -81,11 +89,12 @@ class Executor(BaseExampleGenExecutor):
 
 
 class IdxExampleGenSpec(specs.FileBasedExampleGenSpec):
-    """The file-based ExampleGen spec plus a cap on examples per split."""
+    """The file-based ExampleGen spec plus a cap per split and a code digest."""
 
     PARAMETERS = {
         **specs.FileBasedExampleGenSpec.PARAMETERS,
         MAX_EXAMPLES_KEY: component_spec.ExecutionParameter(type=int, optional=True),
+        CODE_VERSION_KEY: component_spec.ExecutionParameter(type=str, optional=True),
     }
 
 
@@ -120,6 +129,7 @@ class IdxExampleGen(base_beam_component.BaseBeamComponent):
             output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
             range_config=range_config,
             max_examples_per_split=max_examples_per_split or None,
+            code_version=versioning.source_digest(sys.modules[__name__], idx, features),
             examples=channel.Channel(type=standard_artifacts.Examples),
         )
         super().__init__(spec=spec)

@@ -13,7 +13,7 @@ import tf_keras as keras
 
 from components import features
 
-L = keras.layers
+layers = keras.layers
 
 
 def _image_input() -> keras.Input:
@@ -21,16 +21,16 @@ def _image_input() -> keras.Input:
 
 
 def _scaled(inputs):
-    return L.Rescaling(1.0 / features.PIXEL_MAX, name="scale")(inputs)
+    return layers.Rescaling(1.0 / features.PIXEL_MAX, name="scale")(inputs)
 
 
 def seed_dense(num_classes: int) -> keras.Model:
-    """The small 4-4-N dense network of the original notes (about 0.7 accuracy)."""
+    """A tiny 4-4-N dense network: the baseline to beat (about 0.7 accuracy)."""
     inputs = _image_input()
     x = _scaled(inputs)
-    x = L.Dense(4, activation="relu")(x)
-    x = L.Dense(4, activation="relu")(x)
-    outputs = L.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    x = layers.Dense(4, activation="relu")(x)
+    x = layers.Dense(4, activation="relu")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="seed_dense")
 
 
@@ -38,33 +38,33 @@ def dense(num_classes: int) -> keras.Model:
     """A 256-128-N dense network (about 0.88 after 5 epochs)."""
     inputs = _image_input()
     x = _scaled(inputs)
-    x = L.Dense(256, activation="relu")(x)
-    x = L.Dense(128, activation="relu")(x)
-    outputs = L.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    x = layers.Dense(256, activation="relu")(x)
+    x = layers.Dense(128, activation="relu")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="dense")
 
 
 def _conv_block(x, filters: int):
-    x = L.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
     # A faster-moving average than the default 0.99 keeps inference statistics
     # usable after the few hundred steps of a short run.
-    x = L.BatchNormalization(momentum=0.9)(x)
-    x = L.ReLU()(x)
-    return L.MaxPooling2D()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
+    x = layers.ReLU()(x)
+    return layers.MaxPooling2D()(x)
 
 
 def cnn(num_classes: int) -> keras.Model:
     """Two conv + batch-norm + pooling blocks and a dense head (the default)."""
     inputs = _image_input()
     x = _scaled(inputs)
-    x = L.Reshape((features.IMAGE_HEIGHT, features.IMAGE_WIDTH, 1))(x)
+    x = layers.Reshape((features.IMAGE_HEIGHT, features.IMAGE_WIDTH, 1))(x)
     x = _conv_block(x, 32)
     x = _conv_block(x, 64)
-    x = L.Flatten()(x)
-    x = L.Dropout(0.3)(x)
-    x = L.Dense(128, activation="relu")(x)
-    x = L.Dropout(0.3)(x)
-    outputs = L.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.3)(x)
+    x = layers.Dense(128, activation="relu")(x)
+    x = layers.Dropout(0.3)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="cnn")
 
 

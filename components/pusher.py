@@ -11,6 +11,7 @@ one step, under a lock so that two pushes at once get two versions.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import os
@@ -28,12 +29,24 @@ from tfx.types import standard_component_specs as specs
 from tfx.utils import proto_utils
 
 LOCK_FILE = ".push.lock"
+# The highest version ever issued: numbers are never reused, even after the
+# newest version folder is deleted to roll back.
+HIGHEST_VERSION_FILE = ".highest_version"
 STAGING_PREFIX = ".incoming-"
 ALREADY_SERVED_KEY = "already_served_version"
 
 
 class PushError(RuntimeError):
     """The model could not be published; the served versions are untouched."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """Where a model is served, and whether this push created that version."""
+
+    version: int
+    path: str
+    already_served: bool = False
 
 
 def existing_versions(serving_model_dir: str) -> list[int]:
@@ -43,8 +56,30 @@ def existing_versions(serving_model_dir: str) -> list[int]:
     return sorted(
         int(name)
         for name in os.listdir(serving_model_dir)
-        if name.isdigit() and os.path.isdir(os.path.join(serving_model_dir, name))
+        if name.isascii()
+        and name.isdigit()
+        and os.path.isdir(os.path.join(serving_model_dir, name))
     )
+
+
+def _highest_issued(serving_model_dir: str) -> int:
+    path = os.path.join(serving_model_dir, HIGHEST_VERSION_FILE)
+    if not os.path.exists(path):
+        return 0
+    with open(path) as stream:
+        text = stream.read().strip()
+    if not (text.isascii() and text.isdigit()):
+        raise PushError(f"{path} should hold a version number, holds {text!r}")
+    return int(text)
+
+
+def _write_durably(path: str, text: str) -> None:
+    temporary = f"{path}.{uuid.uuid4().hex}"
+    with open(temporary, "w") as stream:
+        stream.write(text)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(temporary, path)
 
 
 @contextlib.contextmanager
@@ -57,17 +92,21 @@ def _exclusive_lock(serving_model_dir: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _fsync_folder(folder: str) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def _flush_tree(root: str) -> None:
     """fsyncs every file and folder below root so a rename publishes data on disk."""
     for folder, _, files in os.walk(root):
         for name in files:
             with open(os.path.join(folder, name), "rb") as stream:
                 os.fsync(stream.fileno())
-        descriptor = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        _fsync_folder(folder)
 
 
 def tree_digest(root: str) -> str:
@@ -98,15 +137,15 @@ def served_version_of(model_dir: str, serving_model_dir: str) -> int | None:
     return None
 
 
-def publish(model_dir: str, serving_model_dir: str) -> tuple[int, str]:
-    """Publishes a SavedModel folder as the next version.
+def publish(model_dir: str, serving_model_dir: str) -> Published:
+    """Publishes a SavedModel folder as the next version, unless it is served.
 
     Args:
       model_dir: the SavedModel to publish (left unchanged).
       serving_model_dir: the folder TF Serving watches.
 
     Returns:
-      The new version number and its folder.
+      The new version, or the newest version when it already holds this model.
 
     Raises:
       PushError: the destination is not writable, or the copy failed (for
@@ -127,15 +166,23 @@ def publish(model_dir: str, serving_model_dir: str) -> tuple[int, str]:
         shutil.copytree(model_dir, staging)
         _flush_tree(staging)
         with _exclusive_lock(serving_model_dir):
+            served = served_version_of(staging, serving_model_dir)
+            if served is not None:
+                path = os.path.join(serving_model_dir, str(served))
+                return Published(served, path, already_served=True)
             versions = existing_versions(serving_model_dir)
-            version = (versions[-1] + 1) if versions else 1
+            version = max(versions[-1:] + [_highest_issued(serving_model_dir)]) + 1
             destination = os.path.join(serving_model_dir, str(version))
             # os.rename would replace an empty folder of that name; refuse instead.
             if os.path.lexists(destination):
                 raise PushError(
                     f"{destination} already exists; refusing to overwrite it"
                 )
+            _write_durably(
+                os.path.join(serving_model_dir, HIGHEST_VERSION_FILE), str(version)
+            )
             os.rename(staging, destination)
+            _fsync_folder(serving_model_dir)
     except OSError as error:
         raise PushError(
             f"could not publish {model_dir} to {serving_model_dir}: {error}"
@@ -143,7 +190,7 @@ def publish(model_dir: str, serving_model_dir: str) -> tuple[int, str]:
     finally:
         if os.path.lexists(staging):
             shutil.rmtree(staging, ignore_errors=True)
-    return version, destination
+    return Published(version, destination)
 
 
 class Executor(pusher_executor.Executor):
@@ -164,21 +211,23 @@ class Executor(pusher_executor.Executor):
         )
         if destination.WhichOneof("destination") != "filesystem":
             raise PushError("only a filesystem push destination is supported")
-        model_dir = self.GetModelPath(input_dict)
-        serving_model_dir = destination.filesystem.base_directory
-        served = served_version_of(model_dir, serving_model_dir)
-        if served is not None:
+        published = publish(
+            self.GetModelPath(input_dict), destination.filesystem.base_directory
+        )
+        if published.already_served:
             self._MarkNotPushed(pushed_model)
-            pushed_model.set_int_custom_property(ALREADY_SERVED_KEY, served)
+            pushed_model.set_int_custom_property(ALREADY_SERVED_KEY, published.version)
             logging.info(
-                "Version %d already serves this exact model; nothing pushed.", served
+                "Version %d already serves this exact model; nothing pushed.",
+                published.version,
             )
             return
-        version, path = publish(model_dir, serving_model_dir)
         self._MarkPushed(
-            pushed_model, pushed_destination=path, pushed_version=str(version)
+            pushed_model,
+            pushed_destination=published.path,
+            pushed_version=str(published.version),
         )
-        logging.info("Pushed model version %d to %s", version, path)
+        logging.info("Pushed model version %d to %s", published.version, published.path)
 
 
 class VersionedPusher(pusher_component.Pusher):

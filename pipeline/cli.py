@@ -16,6 +16,7 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 
 EXIT_PUSHED = 0
 EXIT_FAILED = 1
@@ -24,12 +25,9 @@ EXIT_DATA = 3
 EXIT_NOT_BLESSED = 4
 
 # Our own packages, whose INFO lines are progress a person wants to see.
+_PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _OWN_PACKAGE_DIRS = tuple(
-    os.path.dirname(os.path.abspath(path)) + os.sep
-    for path in (
-        __file__,
-        os.path.join(os.path.dirname(__file__), "..", "components", "x"),
-    )
+    f"{_PROJECT_ROOT / package}{os.sep}" for package in ("pipeline", "components")
 )
 
 
@@ -159,14 +157,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kpipe", description="A TFX training pipeline for Keras classifiers."
     )
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="show all library logs"
-    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, handler, help_text: str) -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=help_text)
         command.set_defaults(handler=handler)
+        command.add_argument(
+            "-v", "--verbose", action="store_true", help="show all library logs"
+        )
         command.add_argument("--config", help="YAML config file (see configs/)")
         command.add_argument(
             "--set",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -240,10 +241,17 @@ def validate(config: PipelineConfig) -> PipelineConfig:
         if not condition:
             raise ConfigError(message)
 
-    require(bool(config.pipeline_name), "pipeline_name: must not be empty")
+    require(
+        re.fullmatch(r"[A-Za-z0-9_-]+", config.pipeline_name) is not None,
+        f"pipeline_name: {config.pipeline_name!r} must be letters, digits, _ or -",
+    )
     require(
         config.data.dataset in DATASETS,
         f"data.dataset: {config.data.dataset!r} is not one of {sorted(DATASETS)}",
+    )
+    require(
+        "://" in config.data.data_dir or os.path.isdir(config.data.data_dir),
+        f"data.data_dir: folder {config.data.data_dir} does not exist",
     )
     require(
         config.data.max_examples_per_split >= 0,
@@ -318,9 +326,18 @@ def load_config(
         if not separator:
             raise ConfigError(f"--set {override!r}: expected section.field=value")
         _set(values, name.strip(), value.strip(), f"--set {override}")
+    # Absolute paths, so that the metadata store and the summary mean the same
+    # files from whichever folder the command is run.
+    values["output_dir"] = _absolute(values["output_dir"])
+    for name in ("data_dir", "schema_path"):
+        values["data"][name] = _absolute(values["data"][name])
     sections = {name: cls(**values.pop(name)) for name, cls in _SECTIONS.items()}
     values["beam_pipeline_args"] = tuple(values["beam_pipeline_args"])
     return validate(PipelineConfig(**values, **sections))
+
+
+def _absolute(path: str) -> str:
+    return path if not path or "://" in path else os.path.abspath(path)
 
 
 def to_yaml(config: PipelineConfig) -> str:

@@ -44,18 +44,20 @@ def run(config: PipelineConfig) -> summary.RunSummary:
         config.output_dir,
     )
     started = time.monotonic()
+    started_ms = int(time.time() * 1000)
     try:
         tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
     except Exception as error:  # noqa: BLE001 - reported in the summary, not hidden.
         last_error = error
         logging.error("The run stopped: %s", error)
-    result = summary.summarize(config, config.evaluation.metric)
+    result = summary.summarize(config, config.evaluation.metric, started_ms)
     result.wall_time_s = round(time.monotonic() - started, 1)
     bad_input = _cause_of_type(last_error, (idx.IdxFormatError,))
     if bad_input is not None:
         result.outcome = summary.BAD_INPUT
         result.error = str(bad_input)
     elif last_error is not None and not result.anomalies:
+        result.outcome = summary.FAILED
         result.error = f"{type(last_error).__name__}: {last_error}"
     _write(config, result)
     return result

@@ -7,17 +7,55 @@ Runners differ only in how they run what this returns.
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.io import fileio
 
-from components import anomaly_gate, features, idx_example_gen, pusher, trainer
+from components import (
+    anomaly_gate,
+    features,
+    idx_example_gen,
+    models,
+    pusher,
+    schedules,
+    signatures,
+    trainer,
+    versioning,
+)
 from pipeline.config import PipelineConfig
 
 SPAN_FOLDER = "span-{SPAN}"
 TRAINER_MODULE = "components.trainer.run_fn"
+
+# Node ids, named here once; the run summary looks steps up by them.
+EXAMPLE_GEN = "IdxExampleGen"
+EXAMPLE_VALIDATOR = "ExampleValidator"
+TRAINER = "Trainer"
+BASELINE_RESOLVER = "latest_blessed_model_resolver"
+EVALUATOR = "Evaluator"
+PUSHER = "VersionedPusher"
+
+
+def staged_schema_file(config: PipelineConfig) -> str:
+    """Copies the curated schema to a path named by its content.
+
+    ImportSchemaGen's cache is keyed on the schema's path, so an edited schema
+    at the same path would be ignored; a new content gets a new path.
+    """
+    with fileio.open(config.schema_file, "rb") as stream:
+        content = stream.read()
+    folder = os.path.join(config.pipeline_root, "curated_schemas")
+    staged = os.path.join(
+        folder, f"schema-{hashlib.sha256(content).hexdigest()[:16]}.pbtxt"
+    )
+    if not fileio.exists(staged):
+        fileio.makedirs(folder)
+        with fileio.open(staged, "wb") as stream:
+            stream.write(content)
+    return staged
 
 
 def input_config(data_dir: str) -> tfx.proto.Input:
@@ -57,9 +95,9 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
-                signature_name="serving_default",
+                signature_name=signatures.SERVING_DEFAULT,
                 label_key=features.LABEL_KEY,
-                prediction_key="probabilities",
+                prediction_key=signatures.PROBABILITIES_OUTPUT,
             )
         ],
         slicing_specs=slicing_specs,
@@ -88,15 +126,15 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         input_base=config.data.data_dir,
         input_config=input_config(config.data.data_dir),
         max_examples_per_split=config.data.max_examples_per_split,
-    )
+    ).with_id(EXAMPLE_GEN)
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"]
     )
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_file)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=staged_schema_file(config))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
-    )
+    ).with_id(EXAMPLE_VALIDATOR)
     gate = anomaly_gate.AnomalyGate(anomalies=example_validator.outputs["anomalies"])
 
     settings = trainer.TrainingSettings(
@@ -114,8 +152,13 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
-        custom_config={"training": settings.to_json_dict()},
-    )
+        custom_config={
+            "training": settings.to_json_dict(),
+            "code_version": versioning.source_digest(
+                trainer, models, schedules, signatures, features
+            ),
+        },
+    ).with_id(TRAINER)
     # The gate has no outputs; this edge makes the Trainer wait for it.
     model_trainer.add_upstream_node(gate)
 
@@ -123,7 +166,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    ).with_id(BASELINE_RESOLVER)
 
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
@@ -131,7 +174,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         baseline_model=baseline_resolver.outputs["model"],
         eval_config=eval_config(config),
         example_splits=[features.EVAL_SPLIT],
-    )
+    ).with_id(EVALUATOR)
     model_pusher = pusher.VersionedPusher(
         model=model_trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -140,7 +183,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
                 base_directory=os.path.abspath(config.serving_model_dir)
             )
         ),
-    )
+    ).with_id(PUSHER)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,

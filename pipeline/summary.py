@@ -14,8 +14,10 @@ import os
 import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx.types import standard_component_specs as specs
 
 from components import anomaly_gate, features, pusher, trainer
+from pipeline import pipeline
 from pipeline.config import PipelineConfig
 
 # Outcomes of a run, as reported to people and as exit codes of the CLI.
@@ -167,16 +169,26 @@ def _threshold_text(threshold) -> str:
     return str(threshold).replace("\n", " ")
 
 
-def summarize(config: PipelineConfig, metric_name: str) -> RunSummary:
-    """Builds the summary of the newest run in the pipeline's metadata store."""
+def summarize(
+    config: PipelineConfig, metric_name: str, not_before_ms: int = 0
+) -> RunSummary:
+    """Builds the summary of the newest run in the pipeline's metadata store.
+
+    Args:
+      config: the pipeline's config; it locates the metadata store.
+      metric_name: the Keras class name of the evaluated metric.
+      not_before_ms: ignore runs recorded before this time (ms since the
+        epoch), so a run that stopped before it was recorded is not mistaken
+        for the previous one.
+    """
     summary = RunSummary(pipeline_name=config.pipeline_name)
     if not os.path.exists(config.metadata_path):
         summary.error = f"no metadata store at {config.metadata_path}; nothing has run"
         return summary
     store = _store(config)
     run = _latest_run_context(store)
-    if run is None:
-        summary.error = "the metadata store holds no run"
+    if run is None or run.create_time_since_epoch < not_before_ms:
+        summary.error = "no run of this invocation is recorded in the metadata store"
         return summary
     summary.run_id = run.name
     executions = sorted(
@@ -198,8 +210,8 @@ def summarize(config: PipelineConfig, metric_name: str) -> RunSummary:
         )
         outputs[node_id] = _artifacts(store, execution.id)
 
-    found = outputs.get("ExampleValidator")
-    anomalies_artifact = found and _output(found, "anomalies")
+    found = outputs.get(pipeline.EXAMPLE_VALIDATOR)
+    anomalies_artifact = found and _output(found, specs.ANOMALIES_KEY)
     if anomalies_artifact is not None:
         split_names = json.loads(
             anomalies_artifact.properties["split_names"].string_value
@@ -209,8 +221,8 @@ def summarize(config: PipelineConfig, metric_name: str) -> RunSummary:
         )
         summary.anomalies = [str(anomaly) for anomaly in errors]
 
-    found = outputs.get("Trainer")
-    model_run = found and _output(found, "model_run")
+    found = outputs.get(pipeline.TRAINER)
+    model_run = found and _output(found, specs.MODEL_RUN_KEY)
     if model_run is not None:
         history_path = os.path.join(model_run.uri, trainer.HISTORY_FILE)
         if os.path.exists(history_path):
@@ -218,20 +230,20 @@ def summarize(config: PipelineConfig, metric_name: str) -> RunSummary:
                 history = json.load(stream)["history"]
             summary.epochs = len(history.get("loss", []))
 
-    found = outputs.get("Evaluator")
+    found = outputs.get(pipeline.EVALUATOR)
     if found:
         summary.had_baseline = bool(
-            found.get((metadata_store_pb2.Event.INPUT, "baseline_model"))
+            found.get((metadata_store_pb2.Event.INPUT, specs.BASELINE_MODEL_KEY))
         )
-        evaluation = _output(found, "evaluation")
-        blessing = _output(found, "blessing")
+        evaluation = _output(found, specs.EVALUATION_KEY)
+        blessing = _output(found, specs.BLESSING_KEY)
         if evaluation is not None:
             _read_evaluation(summary, evaluation.uri, _metric_key(metric_name))
         if blessing is not None:
             summary.blessed = bool(_custom(blessing, "blessed"))
 
-    found = outputs.get("VersionedPusher")
-    pushed_model = found and _output(found, "pushed_model")
+    found = outputs.get(pipeline.PUSHER)
+    pushed_model = found and _output(found, specs.PUSHED_MODEL_KEY)
     if pushed_model is not None and _custom(pushed_model, "pushed"):
         summary.pushed_version = _custom(pushed_model, "pushed_version")
         summary.pushed_path = _custom(pushed_model, "pushed_destination")
@@ -247,7 +259,7 @@ def summarize(config: PipelineConfig, metric_name: str) -> RunSummary:
     elif summary.already_served_version:
         summary.outcome = ALREADY_SERVED
     elif summary.blessed is False and any(
-        step.node_id == "VersionedPusher" for step in summary.steps
+        step.node_id == pipeline.PUSHER for step in summary.steps
     ):
         summary.outcome = NOT_BLESSED
     else:

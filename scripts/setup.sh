@@ -30,6 +30,12 @@ find_python310() {
       fi
     done
   fi
+  # pyenv installed but not initialised in this shell.
+  for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.10*/bin/python3.10; do
+    if [ -x "$candidate" ] && is_python310 "$candidate"; then
+      echo "$candidate"; return 0
+    fi
+  done
   return 1
 }
 

@@ -7,8 +7,9 @@ import pytest
 
 import components  # noqa: F401 - sets TF_USE_LEGACY_KERAS before TensorFlow loads.
 from components import features, idx
+from pipeline.config import DEFAULT_DATA_DIR
 
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_DIR = DEFAULT_DATA_DIR
 
 
 def write_idx_pair(folder, prefix, images, labels, compress=True):

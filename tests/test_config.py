@@ -13,12 +13,19 @@ def _write(tmp_path, text):
     return str(path)
 
 
-def test_defaults_are_the_fashion_mnist_job():
+def test_defaults_are_the_fashion_mnist_job_with_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     config = load_config(environ={})
-    assert config == PipelineConfig()
+    assert config.training == PipelineConfig().training
     assert config.training.preset == "cnn"
     assert config.schema_file.endswith("schemas/fashion_mnist/schema.pbtxt")
-    assert config.serving_model_dir == "outputs/serving_model/fashion_mnist"
+    assert config.serving_model_dir == str(
+        tmp_path / "outputs/serving_model/fashion_mnist"
+    )
+    relative = load_config(overrides=["output_dir=runs/a"], environ={})
+    assert relative.metadata_path == str(
+        tmp_path / "runs/a/metadata/fashion_mnist/metadata.sqlite"
+    )
 
 
 def test_shipped_config_file_loads():
@@ -69,6 +76,11 @@ def test_list_and_bool_fields_from_strings():
         ("data.dataset=cifar", "data.dataset: 'cifar' is not one of"),
         ("data.schema_path=/nope.pbtxt", "data.schema_path: schema file /nope.pbtxt"),
         ("training.epochs", "expected section.field=value"),
+        (
+            "data.data_dir=/no/such/folder",
+            "data.data_dir: folder /no/such/folder does not",
+        ),
+        ("pipeline_name=a.b", "pipeline_name: 'a.b' must be letters, digits"),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(override, message):
@@ -84,7 +96,7 @@ def test_one_hot_metric_on_integer_labels_is_refused(tmp_path):
         load_config(path, environ={})
 
 
-def test_a_metric_without_threshold_is_refused(tmp_path):
+def test_a_null_lower_bound_is_refused(tmp_path):
     path = _write(tmp_path, "evaluation:\n  lower_bound: null\n")
     with pytest.raises(ConfigError, match="evaluation.lower_bound: expected a number"):
         load_config(path, environ={})

@@ -1,8 +1,10 @@
 """The real pipeline end to end: LocalDagRunner, Beam, TFDV, TFMA, ML Metadata.
 
 One small data set (2,000 train / 500 eval real Fashion-MNIST images in span
-folders) goes through five runs in order: a first push, a cached re-run, a
-model below the bound, a span with a bad label, and a span with a truncated file.
+folders) goes through six runs that build on each other, so the tests run in
+file order: a first push, a cached re-run, a model below the absolute bound, a
+model worse than the served baseline, a span with a bad label, and a span with
+a truncated file.
 """
 
 import json
@@ -78,6 +80,12 @@ def _serving_dir(workspace):
     return workspace["root"] / "out" / "serving_model" / "fashion_mnist"
 
 
+def _versions(workspace):
+    return sorted(
+        name for name in os.listdir(_serving_dir(workspace)) if name.isdigit()
+    )
+
+
 def _states(summary):
     return {step["node_id"]: step["state"] for step in summary["steps"]}
 
@@ -98,7 +106,7 @@ def test_1_first_run_pushes_version_1_that_answers(workspace):
     assert summary["example_count"] == EVAL_COUNT
     assert len(summary["per_class_accuracy"]) == 10
     assert "Wall time:" in completed.stdout
-    assert sorted(os.listdir(_serving_dir(workspace))) == [".push.lock", "1"]
+    assert _versions(workspace) == ["1"]
 
     loaded = tf.saved_model.load(str(_serving_dir(workspace) / "1"))
     images, labels = workspace["test"][0][:50], workspace["test"][1][:50]
@@ -143,7 +151,8 @@ def test_2_unchanged_rerun_is_cached_and_pushes_nothing_new(workspace):
         assert states[node] == "cached", states
     assert summary["outcome"] == "already_served"
     assert summary["already_served_version"] == 1
-    assert sorted(os.listdir(_serving_dir(workspace))) == [".push.lock", "1"]
+    assert "Trainer: cached in" in completed.stdout + completed.stderr
+    assert _versions(workspace) == ["1"]
 
 
 def test_3_model_under_the_bound_is_not_pushed_and_says_why(workspace):
@@ -153,10 +162,22 @@ def test_3_model_under_the_bound_is_not_pushed_and_says_why(workspace):
     assert _states(summary)["Trainer"] == "cached"
     assert any("fails the lower bound 0.9900" in reason for reason in summary["why"])
     assert "Blessed: no" in completed.stdout
-    assert sorted(os.listdir(_serving_dir(workspace))) == [".push.lock", "1"]
+    assert _versions(workspace) == ["1"]
 
 
-def test_4_span_with_a_bad_label_stops_before_training(workspace):
+def test_4_model_worse_than_the_baseline_is_not_pushed(workspace):
+    completed, summary = _run(
+        workspace, "--preset", "seed_dense", "--set", "evaluation.lower_bound=0.05"
+    )
+    assert completed.returncode == 4, _describe(completed)
+    assert summary["had_baseline"] is True
+    assert _states(summary)["Trainer"] == "ran"
+    assert any("(vs baseline)" in reason for reason in summary["why"]), summary["why"]
+    assert "against the absolute bound and the baseline" in completed.stdout
+    assert _versions(workspace) == ["1"]
+
+
+def test_5_span_with_a_bad_label_stops_before_training(workspace):
     train_images, train_labels = workspace["train"]
     labels = train_labels[:TRAIN_COUNT].copy()
     labels[17] = 10
@@ -176,14 +197,14 @@ def test_4_span_with_a_bad_label_stops_before_training(workspace):
     states = _states(summary)
     assert states["AnomalyGate"] == "FAILED"
     assert "Trainer" not in states and "VersionedPusher" not in states
-    assert sorted(os.listdir(_serving_dir(workspace))) == [".push.lock", "1"]
+    assert _versions(workspace) == ["1"]
     assert (
         pusher.tree_digest(str(_serving_dir(workspace) / "1"))
         == workspace["outputs"]["digest"]
     )
 
 
-def test_5_truncated_file_in_a_new_span_is_named(workspace):
+def test_6_truncated_file_in_a_new_span_is_named(workspace):
     train_images, train_labels = workspace["train"]
     span = workspace["data"] / "span-3"
     images_path, _ = write_idx_pair(
@@ -204,4 +225,4 @@ def test_5_truncated_file_in_a_new_span_is_named(workspace):
     assert "truncated" in completed.stdout + completed.stderr
     assert summary["outcome"] == "bad_input"
     assert "Trainer" not in _states(summary)
-    assert sorted(os.listdir(_serving_dir(workspace))) == [".push.lock", "1"]
+    assert _versions(workspace) == ["1"]

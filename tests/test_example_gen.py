@@ -106,3 +106,13 @@ def test_truncated_file_fails_before_beam_and_names_it(tmp_path):
         _run_executor(tmp_path / "data", tmp_path / "out")
     assert str(images_path) in str(error.value)
     assert not (tmp_path / "out" / "Split-train").exists()
+
+
+def test_images_of_the_wrong_size_are_refused_naming_the_file(tmp_path):
+    write_idx_pair(tmp_path / "data", "train", np.zeros((3, 27, 28)), [1, 2, 3])
+    write_idx_pair(tmp_path / "data", "t10k", np.zeros((2, 28, 28)), [1, 2])
+    with pytest.raises(
+        idx.IdxFormatError, match="27x28 pixels, expected 28x28"
+    ) as error:
+        _run_executor(tmp_path / "data", tmp_path / "out")
+    assert "train-images-idx3-ubyte.gz" in str(error.value)

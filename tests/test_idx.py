@@ -130,3 +130,29 @@ def test_iter_records_honours_the_limit(tmp_path):
     records = list(idx.iter_records(images_path, labels_path, limit=4))
     assert [label for _, label in records] == [0, 1, 2, 3]
     np.testing.assert_array_equal(records[3][0], images[3].ravel())
+
+
+def test_corrupt_gzip_data_names_the_file(tmp_path):
+    images_path, _ = write_idx_pair(
+        tmp_path, "train", np.arange(50 * 784).reshape(50, 28, 28) % 251, [1] * 50
+    )
+    with open(images_path, "rb") as stream:
+        data = bytearray(stream.read())
+    for offset in range(len(data) // 3, len(data) // 3 + 40):
+        data[offset] ^= 0xFF
+    with open(images_path, "wb") as stream:
+        stream.write(bytes(data))
+    with pytest.raises(idx.IdxFormatError) as error:
+        idx.check_file(images_path, idx.IMAGES_NDIM)
+    assert images_path in str(error.value)
+    with pytest.raises(idx.IdxFormatError):
+        idx.read_array(images_path, idx.IMAGES_NDIM)
+
+
+def test_read_array_refuses_extra_bytes_and_wrong_rank(tmp_path):
+    path = tmp_path / "labels-idx1-ubyte"
+    path.write_bytes(bytes.fromhex("0000080100000002") + b"\x01\x02\x03")
+    with pytest.raises(idx.IdxFormatError, match="longer than its header says"):
+        idx.read_array(str(path), idx.LABELS_NDIM)
+    with pytest.raises(idx.IdxFormatError, match="expected a 3-dimensional"):
+        idx.read_array(str(path), idx.IMAGES_NDIM)

@@ -20,10 +20,10 @@ PINNED_OUTPUTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, fashion_mnist):
+@pytest.fixture(scope="module", params=sorted(models.PRESETS))
+def exported(request, tmp_path_factory, fashion_mnist):
     tf.keras.utils.set_random_seed(0)
-    model = models.build("dense", features.NUM_CLASSES)
+    model = models.build(request.param, features.NUM_CLASSES)
     export_dir = str(tmp_path_factory.mktemp("model") / "Format-Serving")
     signatures.export_serving_model(model, export_dir, features.CLASS_NAMES)
     images, labels = fashion_mnist
