@@ -3,7 +3,9 @@
 The Trainer component refers to `components.trainer.run_fn` by dotted path. The
 training settings arrive in `custom_config["training"]` (see TrainingSettings);
 every epoch is a full pass over the train split, so an epoch-indexed
-learning-rate schedule advances as it should.
+learning-rate schedule advances as it should. When the LearningRateFinder ran,
+its chosen rate arrives as the `learning_rate` hyperparameter and replaces the
+configured one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 
 import tensorflow as tf
 import tf_keras as keras
@@ -23,6 +26,7 @@ from tfx_bsl.public import tfxio
 from components import features, models, schedules, signatures
 
 HISTORY_FILE = "history.json"
+LEARNING_RATE_HPARAM = "learning_rate"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,16 +51,29 @@ class TrainingSettings:
         return cls(**values)
 
 
+DatasetFactory = Callable[..., tf.data.Dataset]
+
+
 def make_dataset(
     file_pattern,
-    data_accessor: tfx.components.DataAccessor,
+    dataset_factory: DatasetFactory,
     schema: schema_pb2.Schema,
     batch_size: int,
     shuffle: bool,
     seed: int,
 ) -> tf.data.Dataset:
-    """One pass over a split as (features dict, label) batches."""
-    dataset = data_accessor.tf_dataset_factory(
+    """One pass over a split as (features dict, label) batches.
+
+    Args:
+      file_pattern: the split's files.
+      dataset_factory: a TFXIO dataset factory, such as
+        `fn_args.data_accessor.tf_dataset_factory`.
+      schema: the curated schema; it makes `image` a dense [batch, 784] tensor.
+      batch_size: examples per batch.
+      shuffle: shuffle the examples (train split).
+      seed: the shuffle seed.
+    """
+    dataset = dataset_factory(
         file_pattern,
         tfxio.TensorFlowDatasetOptions(
             batch_size=batch_size,
@@ -104,6 +121,7 @@ class EpochLogger(keras.callbacks.Callback):
 
 
 def compile_model(model: keras.Model, learning_rate: float) -> None:
+    """Adam at a float rate, sparse cross-entropy, sparse accuracy."""
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -111,19 +129,60 @@ def compile_model(model: keras.Model, learning_rate: float) -> None:
     )
 
 
+def check_optimizer_takes_callback(optimizer: keras.optimizers.Optimizer) -> None:
+    """Refuses an optimizer whose rate is a schedule object.
+
+    A learning-rate callback would overwrite that schedule or fail on it, and
+    the rate actually used would be neither of the two.
+    """
+    if isinstance(
+        optimizer.learning_rate, keras.optimizers.schedules.LearningRateSchedule
+    ) or isinstance(
+        getattr(optimizer, "_learning_rate", None),
+        keras.optimizers.schedules.LearningRateSchedule,
+    ):
+        raise ValueError(
+            "the optimizer's learning rate is a schedule object, and the "
+            "pipeline applies its schedule with a callback; give the optimizer "
+            "a float rate and choose the schedule with training.lr_schedule"
+        )
+
+
 def train(
     settings: TrainingSettings,
     train_dataset: tf.data.Dataset,
     eval_dataset: tf.data.Dataset | None,
     log_dir: str | None = None,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    initial_epoch: int = 0,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Builds, compiles and fits a preset; returns the model and its history."""
+    """Builds, compiles and fits a preset; returns the model and its history.
+
+    Args:
+      settings: preset, epochs, schedule and seed.
+      train_dataset: batches of (features, label), one pass per epoch.
+      eval_dataset: validation batches, or None.
+      log_dir: TensorBoard log folder, or None.
+      optimizer: replaces the default Adam; its rate must be a float.
+      initial_epoch: epochs already done by a run being resumed; the schedule
+        continues from there.
+    """
     keras.utils.set_random_seed(settings.seed)
     model = models.build(settings.preset, len(settings.class_names))
-    compile_model(model, settings.schedule.initial_learning_rate)
+    if optimizer is None:
+        compile_model(model, settings.schedule.initial_learning_rate)
+    else:
+        check_optimizer_takes_callback(optimizer)
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
     model.summary(print_fn=logging.info)
+    # The schedule callback comes first so that the rate it logs reaches
+    # TensorBoard in the same epoch.
     callbacks = [
-        schedules.learning_rate_callback(schedules.make_schedule(settings.schedule)),
+        schedules.make_callback(settings.schedule),
         EpochLogger(settings.epochs),
     ]
     if log_dir:
@@ -134,6 +193,7 @@ def train(
         train_dataset,
         validation_data=eval_dataset,
         epochs=settings.epochs,
+        initial_epoch=initial_epoch,
         callbacks=callbacks,
         verbose=0,
     )
@@ -146,10 +206,26 @@ def train(
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains the configured preset and exports it with the serving signatures."""
     settings = TrainingSettings.from_json_dict(fn_args.custom_config["training"])
+    learning_rate_source = "config"
+    if fn_args.hyperparameters:
+        found_rate = float(fn_args.hyperparameters["values"][LEARNING_RATE_HPARAM])
+        settings = dataclasses.replace(
+            settings,
+            schedule=dataclasses.replace(
+                settings.schedule, initial_learning_rate=found_rate
+            ),
+        )
+        learning_rate_source = "learning-rate finder"
+    logging.info(
+        "Learning rate %.3g from the %s, schedule %s",
+        settings.schedule.initial_learning_rate,
+        learning_rate_source,
+        settings.schedule.name,
+    )
     schema = tfx.utils.parse_pbtxt_file(fn_args.schema_path, schema_pb2.Schema())
     train_dataset = make_dataset(
         fn_args.train_files,
-        fn_args.data_accessor,
+        fn_args.data_accessor.tf_dataset_factory,
         schema,
         settings.batch_size,
         shuffle=True,
@@ -157,7 +233,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     )
     eval_dataset = make_dataset(
         fn_args.eval_files,
-        fn_args.data_accessor,
+        fn_args.data_accessor.tf_dataset_factory,
         schema,
         settings.batch_size,
         shuffle=False,
@@ -168,7 +244,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w"
     ) as out:
         json.dump(
-            {"settings": settings.to_json_dict(), "history": history}, out, indent=2
+            {
+                "settings": settings.to_json_dict(),
+                "learning_rate_source": learning_rate_source,
+                "history": history,
+            },
+            out,
+            indent=2,
         )
     signatures.export_serving_model(
         model, fn_args.serving_model_dir, settings.class_names

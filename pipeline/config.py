@@ -64,6 +64,26 @@ class TrainingConfig:
     lr_decay_start_epoch: int = 2
     lr_step_every_epochs: int = 3
     lr_step_factor: float = 0.5
+    lr_warmup_epochs: int = 1
+    lr_min: float = 1e-6
+    lr_plateau_patience: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class LearningRateFinderConfig:
+    """The short sweep before training that picks the initial learning rate.
+
+    Attributes:
+      enabled: run the finder; when off, training.learning_rate is used.
+      steps: batches in the sweep (about one epoch's worth is plenty).
+      min_learning_rate: the sweep's first rate.
+      max_learning_rate: the sweep's last rate (it stops early on divergence).
+    """
+
+    enabled: bool = False
+    steps: int = 300
+    min_learning_rate: float = 1e-6
+    max_learning_rate: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +117,9 @@ class PipelineConfig:
     )
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    lr_finder: LearningRateFinderConfig = dataclasses.field(
+        default_factory=LearningRateFinderConfig
+    )
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
 
     @property
@@ -128,10 +151,14 @@ class PipelineConfig:
         return schedules.ScheduleSpec(
             name=training.lr_schedule,
             initial_learning_rate=training.learning_rate,
+            epochs=training.epochs,
             decay_rate=training.lr_decay_rate,
             decay_start_epoch=training.lr_decay_start_epoch,
             step_every_epochs=training.lr_step_every_epochs,
             step_factor=training.lr_step_factor,
+            warmup_epochs=training.lr_warmup_epochs,
+            min_learning_rate=training.lr_min,
+            plateau_patience=training.lr_plateau_patience,
         )
 
     def to_dict(self) -> dict:
@@ -143,6 +170,7 @@ class PipelineConfig:
 _SECTIONS = {
     "data": DataConfig,
     "training": TrainingConfig,
+    "lr_finder": LearningRateFinderConfig,
     "evaluation": EvaluationConfig,
 }
 
@@ -267,9 +295,29 @@ def validate(config: PipelineConfig) -> PipelineConfig:
         f"training.preset: {training.preset!r} is not one of {sorted(models.PRESETS)}",
     )
     require(
-        training.lr_schedule in schedules.SCHEDULES,
+        training.lr_schedule in schedules.NAMES,
         f"training.lr_schedule: {training.lr_schedule!r} is not one of "
-        f"{sorted(schedules.SCHEDULES)}",
+        f"{list(schedules.NAMES)}",
+    )
+    require(
+        training.lr_schedule != "cosine"
+        or 0 <= training.lr_warmup_epochs < training.epochs,
+        "training.lr_warmup_epochs: must be at least 0 and below training.epochs",
+    )
+    require(
+        0 < training.lr_min < training.learning_rate,
+        "training.lr_min: must be positive and below training.learning_rate",
+    )
+    require(
+        training.lr_plateau_patience >= 1,
+        "training.lr_plateau_patience: must be at least 1",
+    )
+    finder = config.lr_finder
+    require(finder.steps >= 20, "lr_finder.steps: must be at least 20")
+    require(
+        0 < finder.min_learning_rate < finder.max_learning_rate,
+        "lr_finder.min_learning_rate: must be positive and below "
+        "lr_finder.max_learning_rate",
     )
     require(training.epochs >= 1, "training.epochs: must be at least 1")
     require(training.batch_size >= 1, "training.batch_size: must be at least 1")

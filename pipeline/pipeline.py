@@ -1,13 +1,15 @@
 """`create_pipeline`: the one definition of the pipeline, for every runner.
 
 ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> AnomalyGate
--> Trainer -> (latest blessed model) Resolver -> Evaluator -> Pusher.
+-> (LearningRateFinder) -> Trainer -> (latest blessed model) Resolver -> Evaluator
+-> Pusher.
 Runners differ only in how they run what this returns.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 import tensorflow_model_analysis as tfma
@@ -18,6 +20,8 @@ from components import (
     anomaly_gate,
     features,
     idx_example_gen,
+    lr_finder,
+    lr_finder_component,
     models,
     pusher,
     schedules,
@@ -33,6 +37,7 @@ TRAINER_MODULE = "components.trainer.run_fn"
 # Node ids, named here once; the run summary looks steps up by them.
 EXAMPLE_GEN = "IdxExampleGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"
+LR_FINDER = "LearningRateFinder"
 TRAINER = "Trainer"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
@@ -145,6 +150,24 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         schedule=config.schedule_spec(),
         class_names=config.class_names,
     )
+    trainer_code_version = versioning.source_digest(
+        trainer, models, schedules, signatures, features
+    )
+    finder = None
+    if config.lr_finder.enabled:
+        finder = lr_finder_component.LearningRateFinder(
+            examples=example_gen.outputs["examples"],
+            schema=schema_gen.outputs["schema"],
+            training=json.dumps(settings.to_json_dict(), sort_keys=True),
+            steps=config.lr_finder.steps,
+            min_learning_rate=config.lr_finder.min_learning_rate,
+            max_learning_rate=config.lr_finder.max_learning_rate,
+            code_version=versioning.source_digest(
+                lr_finder, lr_finder_component, trainer, models, features
+            ),
+        ).with_id(LR_FINDER)
+        finder.add_upstream_node(gate)
+
     model_trainer = tfx.components.Trainer(
         module_file=None,
         run_fn=TRAINER_MODULE,
@@ -152,11 +175,10 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
+        hyperparameters=finder.outputs["hyperparameters"] if finder else None,
         custom_config={
             "training": settings.to_json_dict(),
-            "code_version": versioning.source_digest(
-                trainer, models, schedules, signatures, features
-            ),
+            "code_version": trainer_code_version,
         },
     ).with_id(TRAINER)
     # The gate has no outputs; this edge makes the Trainer wait for it.
@@ -193,6 +215,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             schema_gen,
             example_validator,
             gate,
+            *([finder] if finder else []),
             model_trainer,
             baseline_resolver,
             evaluator,
