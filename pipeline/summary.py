@@ -16,7 +16,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.types import standard_component_specs as specs
 
-from components import anomaly_gate, features, pusher, trainer
+from components import anomaly_gate, features, lr_finder, pusher, trainer
 from pipeline import pipeline
 from pipeline.config import PipelineConfig
 
@@ -55,6 +55,10 @@ class RunSummary:
     steps: list[Step] = dataclasses.field(default_factory=list)
     anomalies: list[str] = dataclasses.field(default_factory=list)
     epochs: int | None = None
+    learning_rate: float | None = None
+    learning_rate_source: str | None = None
+    lr_schedule: str | None = None
+    sweep_plot: str | None = None
     accuracy: float | None = None
     per_class_accuracy: dict[str, float] = dataclasses.field(default_factory=dict)
     example_count: int | None = None
@@ -227,8 +231,18 @@ def summarize(
         history_path = os.path.join(model_run.uri, trainer.HISTORY_FILE)
         if os.path.exists(history_path):
             with open(history_path) as stream:
-                history = json.load(stream)["history"]
-            summary.epochs = len(history.get("loss", []))
+                record = json.load(stream)
+            summary.epochs = len(record["history"].get("loss", []))
+            summary.learning_rate = record["settings"]["schedule"][
+                "initial_learning_rate"
+            ]
+            summary.learning_rate_source = record.get("learning_rate_source")
+            summary.lr_schedule = record["settings"]["schedule"]["name"]
+
+    found = outputs.get(pipeline.LR_FINDER)
+    sweep = found and _output(found, "sweep")
+    if sweep is not None:
+        summary.sweep_plot = os.path.join(sweep.uri, lr_finder.SWEEP_PLOT)
 
     found = outputs.get(pipeline.EVALUATOR)
     if found:
@@ -287,6 +301,12 @@ def render(summary: RunSummary) -> str:
         lines.extend(f"  - {anomaly}" for anomaly in summary.anomalies)
     else:
         lines.append("Data anomalies: none")
+    if summary.learning_rate is not None:
+        lines.append(
+            f"Learning rate: {summary.learning_rate:.3g} from the "
+            f"{summary.learning_rate_source}, schedule {summary.lr_schedule}"
+            + (f" (sweep plot: {summary.sweep_plot})" if summary.sweep_plot else "")
+        )
     if summary.accuracy is not None:
         lines.append(
             f"Test accuracy: {summary.accuracy:.4f} "

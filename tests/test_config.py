@@ -71,7 +71,13 @@ def test_list_and_bool_fields_from_strings():
         ("training.epochs=2.5", "training.epochs: expected int"),
         ("training.epochs=0", "training.epochs: must be at least 1"),
         ("training.preset=resnet", "training.preset: 'resnet' is not one of"),
-        ("training.lr_schedule=cosine", "training.lr_schedule: 'cosine' is not one of"),
+        ("training.lr_schedule=linear", "training.lr_schedule: 'linear' is not one of"),
+        (
+            "training.lr_warmup_epochs=20",
+            "training.lr_warmup_epochs: must be at least 0 and below training.epochs",
+        ),
+        ("lr_finder.steps=5", "lr_finder.steps: must be at least 20"),
+        ("lr_finder.max_learning_rate=1e-9", "lr_finder.min_learning_rate: must be"),
         ("evaluation.lower_bound=1.5", r"evaluation.lower_bound: must be in \[0, 1\]"),
         ("data.dataset=cifar", "data.dataset: 'cifar' is not one of"),
         ("data.schema_path=/nope.pbtxt", "data.schema_path: schema file /nope.pbtxt"),
@@ -84,8 +90,11 @@ def test_list_and_bool_fields_from_strings():
     ],
 )
 def test_bad_values_are_refused_naming_the_field(override, message):
+    overrides = [override]
+    if "warmup" in override:
+        overrides.append("training.lr_schedule=cosine")
     with pytest.raises(ConfigError, match=message):
-        load_config(overrides=[override], environ={})
+        load_config(overrides=overrides, environ={})
 
 
 def test_one_hot_metric_on_integer_labels_is_refused(tmp_path):

@@ -226,3 +226,39 @@ def test_6_truncated_file_in_a_new_span_is_named(workspace):
     assert summary["outcome"] == "bad_input"
     assert "Trainer" not in _states(summary)
     assert _versions(workspace) == ["1"]
+
+
+def test_7_trainer_uses_the_learning_rate_finders_rate(workspace, tmp_path):
+    train_images, train_labels = workspace["train"]
+    test_images, test_labels = workspace["test"]
+    data = tmp_path / "data"
+    write_idx_pair(
+        data, "train", train_images[:TRAIN_COUNT], train_labels[:TRAIN_COUNT]
+    )
+    write_idx_pair(data, "t10k", test_images[:EVAL_COUNT], test_labels[:EVAL_COUNT])
+    output = tmp_path / "out"
+    completed, _ = _run(
+        {**workspace, "data": data, "root": tmp_path},
+        "--set",
+        "lr_finder.enabled=true",
+        "--set",
+        "lr_finder.steps=60",
+        "--set",
+        "evaluation.lower_bound=0.1",
+    )
+    assert completed.returncode == 0, _describe(completed)
+    summary = json.loads(
+        (output / "runs" / "fashion_mnist" / "latest.json").read_text()
+    )
+    assert _states(summary)["LearningRateFinder"] == "ran"
+    pipeline_root = output / "pipelines" / "fashion_mnist"
+    (chosen_file,) = pipeline_root.glob("LearningRateFinder/hyperparameters/*/*.txt")
+    chosen = json.loads(chosen_file.read_text())["values"]["learning_rate"]
+    (history_file,) = pipeline_root.glob("Trainer/model_run/*/history.json")
+    history = json.loads(history_file.read_text())
+    assert history["learning_rate_source"] == "learning-rate finder"
+    assert history["history"]["lr"][0] == pytest.approx(chosen, rel=1e-6)
+    assert summary["learning_rate"] == pytest.approx(chosen, rel=1e-6)
+    (plot,) = pipeline_root.glob("LearningRateFinder/sweep/*/sweep.png")
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert f"{chosen:.3g} from the learning-rate finder" in completed.stdout

@@ -92,5 +92,49 @@ def test_schedule_returning_a_tensor_is_cast_to_float():
 
 
 def test_unknown_schedule_lists_the_choices():
-    with pytest.raises(ValueError, match="constant.*exponential.*step"):
+    with pytest.raises(
+        ValueError, match="constant.*cosine.*exponential.*one_cycle.*step"
+    ):
         schedules.make_schedule(schedules.ScheduleSpec(name="cosine-ish"))
+
+
+def test_optimizer_with_a_schedule_object_is_refused_with_the_callback():
+    decay = tf.keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.9)
+    with pytest.raises(ValueError, match="schedule object"):
+        trainer.train(
+            _settings("seed_dense", epochs=1),
+            _dataset(32),
+            None,
+            optimizer=tf.keras.optimizers.Adam(learning_rate=decay),
+        )
+
+
+def test_a_resumed_run_continues_the_schedule_from_its_epoch():
+    settings = _settings(
+        "seed_dense",
+        epochs=5,
+        name="exponential",
+        initial_learning_rate=1e-3,
+        decay_rate=0.1,
+        decay_start_epoch=2,
+    )
+    _, history = trainer.train(settings, _dataset(64), None, initial_epoch=3)
+    np.testing.assert_allclose(
+        history["lr"], [1e-3 * math.exp(-0.2), 1e-3 * math.exp(-0.3)], rtol=1e-6
+    )
+
+
+def test_plateau_lowers_the_rate_when_validation_loss_stalls():
+    settings = _settings(
+        "seed_dense",
+        epochs=6,
+        name="plateau",
+        initial_learning_rate=1e-9,
+        step_factor=0.5,
+        plateau_patience=1,
+        min_learning_rate=1e-12,
+    )
+    # At 1e-9 nothing is learned, so the validation loss cannot improve.
+    _, history = trainer.train(settings, _dataset(64), _dataset(64, seed=1))
+    assert history["lr"][0] == pytest.approx(1e-9)
+    assert history["lr"][-1] < history["lr"][0] / 2
