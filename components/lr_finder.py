@@ -26,7 +26,8 @@ import numpy as np
 
 # Loss above this multiple of the best smoothed loss so far means divergence.
 DIVERGENCE_FACTOR = 4.0
-SMOOTHING = 0.9
+# The moving average spans about this share of the sweep's steps.
+SMOOTHING_SHARE = 0.025
 SWEEP_CSV = "sweep.csv"
 SWEEP_PLOT = "sweep.png"
 CHOICE_JSON = "choice.json"
@@ -64,8 +65,13 @@ def per_epoch_rate(epoch: int, start: float = 1e-3) -> float:
     return start * 10 ** (epoch / 20)
 
 
-def smooth(losses: np.ndarray, beta: float = SMOOTHING) -> np.ndarray:
-    """Bias-corrected exponential moving average."""
+def smooth(losses: np.ndarray) -> np.ndarray:
+    """Bias-corrected exponential moving average over ~2.5% of the steps.
+
+    A 300-step batch sweep is averaged over about 8 steps; a 40-epoch sweep,
+    whose points are already epoch means, is left as it is.
+    """
+    beta = max(0.0, 1.0 - 1.0 / (SMOOTHING_SHARE * len(losses)))
     smoothed = np.empty(len(losses))
     average = 0.0
     for index, loss in enumerate(losses):

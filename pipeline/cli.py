@@ -153,6 +153,25 @@ def _show_summary(args) -> int:
     return 0
 
 
+def _lr_sweep(args) -> int:
+    from pipeline import lr_sweep
+    from pipeline.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config, _overrides(args))
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    output_dir = os.path.join(config.output_dir, "lr_sweep", args.sweep_preset)
+    choice = lr_sweep.run(config, args.sweep_preset, args.sweep_epochs, output_dir)
+    print(
+        f"Chosen learning rate {choice.learning_rate:.3g} ({choice.rule}); "
+        f"minimum loss at {choice.min_loss_learning_rate:.3g}\n"
+        f"Plot, table and history in {output_dir}"
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kpipe", description="A TFX training pipeline for Keras classifiers."
@@ -186,6 +205,13 @@ def _parser() -> argparse.ArgumentParser:
         return command
 
     add("run", _run, "run the pipeline locally with Beam's DirectRunner")
+    sweep = add(
+        "lr-sweep",
+        _lr_sweep,
+        "per-epoch learning-rate sweep (1e-3 * 10**(epoch/20)) with plain Keras",
+    )
+    sweep.add_argument("--sweep-preset", default="seed_dense", help="model preset")
+    sweep.add_argument("--sweep-epochs", type=int, default=40, help="sweep epochs")
     add("show-config", _show_config, "print the effective config as YAML")
     add("summary", _show_summary, "print the summary of the latest run")
     return parser

@@ -122,3 +122,34 @@ def test_step_decay_formula_over_several_epochs():
     assert _rates(
         "step", epochs=7, step_every_epochs=3, step_factor=0.1
     ) == pytest.approx([1e-3, 1e-3, 1e-3, 1e-4, 1e-4, 1e-4, 1e-5])
+
+
+def test_lr_sweep_command_follows_the_per_epoch_rule(tmp_path, capsys):
+    from pipeline import cli
+    from tests.conftest import learnable_images, write_idx_pair
+
+    images, labels = learnable_images(300)
+    write_idx_pair(tmp_path / "data", "train", images, labels)
+    write_idx_pair(tmp_path / "data", "t10k", images[:100], labels[:100])
+    code = cli.main(
+        [
+            "lr-sweep",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--sweep-epochs",
+            "8",
+        ]
+    )
+    assert code == 0
+    folder = tmp_path / "out" / "lr_sweep" / "seed_dense"
+    history = json.loads((folder / "history.json").read_text())["history"]
+    np.testing.assert_allclose(
+        history["lr"],
+        [lr_finder.per_epoch_rate(epoch) for epoch in range(8)],
+        rtol=1e-6,
+    )
+    assert len(history["val_loss"]) == 8
+    assert (folder / lr_finder.SWEEP_PLOT).exists()
+    assert "Chosen learning rate" in capsys.readouterr().out
