@@ -5,8 +5,9 @@ exponentially, per batch (over a configurable number of steps, about one epoch)
 or per epoch (the classic `1e-3 * 10**(epoch / 20)` rule). Each step records the
 rate, the training loss of that batch and the loss on a fixed validation batch.
 
-The chosen rate follows one documented rule (`choose_learning_rate`): smooth
-the training loss, cut the curve where it diverges, and take the rate where the
+The chosen rate follows a documented rule (`choose_learning_rate`): smooth
+the training loss, cut the curve where it diverges, and either take a tenth of
+the rate of minimum smoothed loss (`min_tenth`), or take the rate where the
 loss falls fastest against log10(rate) (a least-squares slope over a centred
 window of 10% of the steps, skipping the first 10%), below the rate of minimum
 smoothed loss. That is where the model learns fastest while
@@ -80,17 +81,26 @@ def smooth(losses: np.ndarray) -> np.ndarray:
     return smoothed
 
 
-def choose_learning_rate(rates, losses) -> Choice:
-    """Picks the rate of steepest descent of the smoothed loss.
+STEEPEST = "steepest"
+MIN_TENTH = "min_tenth"
+RULES = (STEEPEST, MIN_TENTH)
+
+
+def choose_learning_rate(rates, losses, rule: str = STEEPEST) -> Choice:
+    """Picks a rate from a sweep by one of two rules.
 
     Args:
       rates: increasing learning rates, one per step.
       losses: the training loss at each step (NaN or inf where it blew up).
+      rule: `steepest`, the rate where the loss falls fastest; or
+        `min_tenth`, a tenth of the rate of minimum smoothed loss.
 
     Returns:
-      The choice. When the loss never falls, a tenth of the rate of minimum
-      loss (the usual fallback) and the rule says so.
+      The choice. When the loss never falls, `steepest` also falls back to a
+      tenth of the rate of minimum loss, and the choice's rule says so.
     """
+    if rule not in RULES:
+        raise ValueError(f"unknown rule {rule!r}; choose one of {list(RULES)}")
     rates = np.asarray(rates, dtype=float)
     losses = np.asarray(losses, dtype=float)
     if len(rates) != len(losses) or len(rates) < 5:
@@ -114,6 +124,13 @@ def choose_learning_rate(rates, losses) -> Choice:
         )
     minimum = int(np.argmin(smoothed))
     min_loss_rate = float(rates[minimum])
+    if rule == MIN_TENTH:
+        return Choice(
+            min_loss_rate / 10,
+            "a tenth of the rate of minimum loss",
+            min_loss_rate,
+            diverged_at,
+        )
     skip = len(losses) // 10
     half_window = max(2, len(losses) // 20)
     if minimum - skip < 2 * half_window:

@@ -50,6 +50,7 @@ def LearningRateFinder(  # noqa: N802 - TFX component names are CamelCase.
     steps: Parameter[int],
     min_learning_rate: Parameter[float],
     max_learning_rate: Parameter[float],
+    rule: Parameter[str],
     code_version: Parameter[str],
 ):
     """Runs a per-batch learning-rate sweep and records the chosen rate."""
@@ -84,7 +85,9 @@ def LearningRateFinder(  # noqa: N802 - TFX component names are CamelCase.
     rates = lr_finder.exponential_rates(min_learning_rate, max_learning_rate, steps)
     points = lr_finder.per_batch_sweep(model, train_batches, val_batch, rates)
     choice = lr_finder.choose_learning_rate(
-        [point.learning_rate for point in points], [point.loss for point in points]
+        [point.learning_rate for point in points],
+        [point.loss for point in points],
+        rule,
     )
     lr_finder.write_sweep(points, choice, sweep.uri)
     with tf.io.gfile.GFile(

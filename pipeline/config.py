@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from components import features, models, schedules
+from components import features, lr_finder, models, schedules
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = PROJECT_ROOT / "schemas"
@@ -78,12 +78,15 @@ class LearningRateFinderConfig:
       steps: batches in the sweep (about one epoch's worth is plenty).
       min_learning_rate: the sweep's first rate.
       max_learning_rate: the sweep's last rate (it stops early on divergence).
+      rule: how the rate is chosen from the sweep: min_tenth or steepest
+        (see components/lr_finder.py).
     """
 
     enabled: bool = False
     steps: int = 300
     min_learning_rate: float = 1e-6
     max_learning_rate: float = 1.0
+    rule: str = "min_tenth"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,6 +317,10 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     )
     finder = config.lr_finder
     require(finder.steps >= 20, "lr_finder.steps: must be at least 20")
+    require(
+        finder.rule in lr_finder.RULES,
+        f"lr_finder.rule: {finder.rule!r} is not one of {list(lr_finder.RULES)}",
+    )
     require(
         0 < finder.min_learning_rate < finder.max_learning_rate,
         "lr_finder.min_learning_rate: must be positive and below "

@@ -162,6 +162,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             steps=config.lr_finder.steps,
             min_learning_rate=config.lr_finder.min_learning_rate,
             max_learning_rate=config.lr_finder.max_learning_rate,
+            rule=config.lr_finder.rule,
             code_version=versioning.source_digest(
                 lr_finder, lr_finder_component, trainer, models, features
             ),

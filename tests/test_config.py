@@ -77,6 +77,7 @@ def test_list_and_bool_fields_from_strings():
             "training.lr_warmup_epochs: must be at least 0 and below training.epochs",
         ),
         ("lr_finder.steps=5", "lr_finder.steps: must be at least 20"),
+        ("lr_finder.rule=median", "lr_finder.rule: 'median' is not one of"),
         ("lr_finder.max_learning_rate=1e-9", "lr_finder.min_learning_rate: must be"),
         ("evaluation.lower_bound=1.5", r"evaluation.lower_bound: must be in \[0, 1\]"),
         ("data.dataset=cifar", "data.dataset: 'cifar' is not one of"),

@@ -153,3 +153,13 @@ def test_lr_sweep_command_follows_the_per_epoch_rule(tmp_path, capsys):
     assert len(history["val_loss"]) == 8
     assert (folder / lr_finder.SWEEP_PLOT).exists()
     assert "Chosen learning rate" in capsys.readouterr().out
+
+
+def test_min_tenth_rule_takes_a_tenth_of_the_minimum():
+    losses = np.concatenate([np.linspace(2.3, 0.5, 200), np.linspace(0.5, 9.0, 100)])
+    choice = lr_finder.choose_learning_rate(RATES, losses, lr_finder.MIN_TENTH)
+    # The smoothed minimum lags the raw one by a few steps at most.
+    assert _within(choice.min_loss_learning_rate, RATES[199], 1.4), choice
+    assert choice.learning_rate == pytest.approx(choice.min_loss_learning_rate / 10)
+    with pytest.raises(ValueError, match="unknown rule"):
+        lr_finder.choose_learning_rate(RATES, losses, "median")
