@@ -38,7 +38,13 @@ def make_signatures(
     names = tf.constant(list(class_names))
 
     def predict(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
-        probabilities = model(tf.cast(pixels, tf.float32), training=False)
+        pixels = tf.cast(pixels, tf.float32)
+        # Convolutions reject an empty batch; answer it with empty outputs.
+        probabilities = tf.cond(
+            tf.shape(pixels)[0] > 0,
+            lambda: model(pixels, training=False),
+            lambda: tf.zeros([0, len(class_names)], tf.float32),
+        )
         class_ids = tf.argmax(probabilities, axis=-1)
         return {
             CLASS_IDS_OUTPUT: class_ids,

@@ -103,15 +103,17 @@ def _run(args) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    try:
+        os.makedirs(config.output_dir, exist_ok=True)
+    except OSError as error:
+        print(
+            f"error: cannot create output_dir {config.output_dir}: {error}",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     result = local_runner.run(config)
     print("\n" + summary.render(result), flush=True)
-    return {
-        summary.PUSHED: EXIT_PUSHED,
-        summary.ALREADY_SERVED: EXIT_PUSHED,
-        summary.DATA_ANOMALIES: EXIT_DATA,
-        summary.BAD_INPUT: EXIT_DATA,
-        summary.NOT_BLESSED: EXIT_NOT_BLESSED,
-    }.get(result.outcome, EXIT_FAILED)
+    return _exit_code(result.outcome)
 
 
 def _overrides(args) -> list[str]:
@@ -149,8 +151,27 @@ def _show_summary(args) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    print(summary.render(summary.summarize(config, config.evaluation.metric)))
-    return 0
+    from pipeline import local_runner
+
+    # The record the run itself wrote knows how it ended (a file that could not
+    # be read, say); the metadata store alone does not.
+    result = local_runner.read_latest(config) or summary.summarize(
+        config, config.evaluation.metric
+    )
+    print(summary.render(result))
+    return _exit_code(result.outcome)
+
+
+def _exit_code(outcome: str) -> int:
+    from pipeline import summary
+
+    return {
+        summary.PUSHED: EXIT_PUSHED,
+        summary.ALREADY_SERVED: EXIT_PUSHED,
+        summary.DATA_ANOMALIES: EXIT_DATA,
+        summary.BAD_INPUT: EXIT_DATA,
+        summary.NOT_BLESSED: EXIT_NOT_BLESSED,
+    }.get(outcome, EXIT_FAILED)
 
 
 def _lr_sweep(args) -> int:

@@ -229,6 +229,11 @@ def _set(values: dict, dotted: str, raw, source: str) -> None:
     if len(parts) == 1 and parts[0] in top_types and parts[0] not in _SECTIONS:
         values[parts[0]] = _coerce(parts[0], raw, top_types[parts[0]])
         return
+    if len(parts) == 1 and parts[0] in _SECTIONS:
+        raise ConfigError(
+            f"{parts[0]} in {source}: a section; give its fields, such as "
+            f"{parts[0]}.{dataclasses.fields(_SECTIONS[parts[0]])[0].name}"
+        )
     if len(parts) == 2 and parts[0] in _SECTIONS:
         section_types = _field_types(_SECTIONS[parts[0]])
         if parts[1] in section_types:
@@ -280,6 +285,8 @@ def validate(config: PipelineConfig) -> PipelineConfig:
         config.data.dataset in DATASETS,
         f"data.dataset: {config.data.dataset!r} is not one of {sorted(DATASETS)}",
     )
+    require(bool(config.output_dir), "output_dir: must not be empty")
+    require(bool(config.data.data_dir), "data.data_dir: must not be empty")
     require(
         "://" in config.data.data_dir or os.path.isdir(config.data.data_dir),
         f"data.data_dir: folder {config.data.data_dir} does not exist",
@@ -330,6 +337,10 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     require(training.batch_size >= 1, "training.batch_size: must be at least 1")
     require(training.learning_rate > 0, "training.learning_rate: must be positive")
     require(training.lr_decay_rate >= 0, "training.lr_decay_rate: must not be negative")
+    require(
+        training.lr_decay_start_epoch >= 0,
+        "training.lr_decay_start_epoch: must not be negative",
+    )
     require(
         training.lr_step_every_epochs >= 1,
         "training.lr_step_every_epochs: must be at least 1",

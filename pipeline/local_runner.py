@@ -63,8 +63,21 @@ def run(config: PipelineConfig) -> summary.RunSummary:
     return result
 
 
+def _runs_folder(config: PipelineConfig) -> str:
+    return os.path.join(config.output_dir, "runs", config.pipeline_name)
+
+
+def read_latest(config: PipelineConfig) -> summary.RunSummary | None:
+    """The summary the latest run wrote, or None when there is none."""
+    path = os.path.join(_runs_folder(config), "latest.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as stream:
+        return summary.RunSummary.from_json(stream.read())
+
+
 def _write(config: PipelineConfig, result: summary.RunSummary) -> None:
-    folder = os.path.join(config.output_dir, "runs", config.pipeline_name)
+    folder = _runs_folder(config)
     os.makedirs(folder, exist_ok=True)
     text = result.to_json()
     with open(os.path.join(folder, "latest_config.yaml"), "w") as stream:

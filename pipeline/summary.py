@@ -14,6 +14,7 @@ import os
 import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx.components.evaluator import constants as evaluator_constants
 from tfx.types import standard_component_specs as specs
 
 from components import anomaly_gate, features, lr_finder, pusher, trainer
@@ -73,6 +74,12 @@ class RunSummary:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSummary:
+        values = json.loads(text)
+        values["steps"] = [Step(**step) for step in values.get("steps", [])]
+        return cls(**values)
 
 
 def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
@@ -246,11 +253,19 @@ def summarize(
 
     found = outputs.get(pipeline.EVALUATOR)
     if found:
-        summary.had_baseline = bool(
-            found.get((metadata_store_pb2.Event.INPUT, specs.BASELINE_MODEL_KEY))
-        )
         evaluation = _output(found, specs.EVALUATION_KEY)
         blessing = _output(found, specs.BLESSING_KEY)
+        # The Evaluator records the baseline's id on its output. The input
+        # events cannot tell: when the baseline is the candidate model itself,
+        # the metadata store keeps one event for the two roles.
+        if evaluation is not None:
+            summary.had_baseline = (
+                _custom(
+                    evaluation,
+                    evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY,
+                )
+                is not None
+            )
         if evaluation is not None:
             _read_evaluation(summary, evaluation.uri, _metric_key(metric_name))
         if blessing is not None:
@@ -299,7 +314,9 @@ def render(summary: RunSummary) -> str:
             f"Data anomalies ({len(summary.anomalies)}); nothing trained or pushed:"
         )
         lines.extend(f"  - {anomaly}" for anomaly in summary.anomalies)
-    else:
+    elif summary.outcome == BAD_INPUT:
+        lines.append("Data: could not be read; nothing trained or pushed")
+    elif any(step.node_id == pipeline.EXAMPLE_VALIDATOR for step in summary.steps):
         lines.append("Data anomalies: none")
     if summary.learning_rate is not None:
         lines.append(

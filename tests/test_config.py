@@ -78,6 +78,13 @@ def test_list_and_bool_fields_from_strings():
         ),
         ("lr_finder.steps=5", "lr_finder.steps: must be at least 20"),
         ("lr_finder.rule=median", "lr_finder.rule: 'median' is not one of"),
+        ("training=5", "training in --set training=5: a section; give its fields"),
+        ("data.data_dir=", "data.data_dir: must not be empty"),
+        ("output_dir=", "output_dir: must not be empty"),
+        (
+            "training.lr_decay_start_epoch=-3",
+            "lr_decay_start_epoch: must not be negative",
+        ),
         ("lr_finder.max_learning_rate=1e-9", "lr_finder.min_learning_rate: must be"),
         ("evaluation.lower_bound=1.5", r"evaluation.lower_bound: must be in \[0, 1\]"),
         ("data.dataset=cifar", "data.dataset: 'cifar' is not one of"),

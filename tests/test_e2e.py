@@ -151,6 +151,8 @@ def test_2_unchanged_rerun_is_cached_and_pushes_nothing_new(workspace):
         assert states[node] == "cached", states
     assert summary["outcome"] == "already_served"
     assert summary["already_served_version"] == 1
+    # The baseline is the candidate itself here; it still counts as a baseline.
+    assert summary["had_baseline"] is True
     assert "Trainer: cached in" in completed.stdout + completed.stderr
     assert _versions(workspace) == ["1"]
 
@@ -224,7 +226,25 @@ def test_6_truncated_file_in_a_new_span_is_named(workspace):
     assert images_path in completed.stdout + completed.stderr
     assert "truncated" in completed.stdout + completed.stderr
     assert summary["outcome"] == "bad_input"
+    assert "Data: could not be read" in completed.stdout
     assert "Trainer" not in _states(summary)
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "summary",
+            "--data-dir",
+            str(workspace["data"]),
+            "--output-dir",
+            str(workspace["root"] / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert shown.returncode == 3, shown.stdout + shown.stderr
+    assert "Outcome: bad_input" in shown.stdout and images_path in shown.stdout
     assert _versions(workspace) == ["1"]
 
 

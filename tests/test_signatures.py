@@ -97,3 +97,12 @@ def test_a_27_pixel_wide_image_is_refused(exported):
         loaded.signatures["serving_images"](
             images=tf.constant(images[:2, :, :27], tf.float32)
         )
+
+
+def test_an_empty_batch_gets_empty_outputs(exported):
+    _, loaded, _, _ = exported
+    outputs = loaded.signatures["serving_images"](images=tf.zeros([0, 28, 28]))
+    assert outputs["probabilities"].shape == (0, 10)
+    assert outputs["class_ids"].shape == (0,)
+    outputs = loaded.signatures["serving_default"](examples=tf.constant([], tf.string))
+    assert outputs["class_names"].shape == (0,)
