@@ -37,12 +37,14 @@ class Anomaly:
 class DataAnomaliesError(RuntimeError):
     """The data has ERROR anomalies against the curated schema."""
 
-    def __init__(self, anomalies: list[Anomaly]):
+    def __init__(self, anomalies: list[Anomaly], span: int | None = None):
         self.anomalies = anomalies
+        self.span = span
         lines = "\n".join(f"  - {anomaly}" for anomaly in anomalies)
+        where = f" in span {span}" if span is not None else ""
         super().__init__(
-            f"{len(anomalies)} data anomal{'y' if len(anomalies) == 1 else 'ies'} "
-            f"against the schema; training stopped:\n{lines}"
+            f"{len(anomalies)} data anomal{'y' if len(anomalies) == 1 else 'ies'}"
+            f"{where} against the schema; training stopped:\n{lines}"
         )
 
 
@@ -91,4 +93,4 @@ def AnomalyGate(  # noqa: N802 - TFX component names are CamelCase.
     split_names = artifact_utils.decode_split_names(anomalies.split_names)
     errors = blocking(read_anomalies(anomalies.uri, split_names))
     if errors:
-        raise DataAnomaliesError(errors)
+        raise DataAnomaliesError(errors, span=anomalies.span)

@@ -55,6 +55,7 @@ class RunSummary:
     outcome: str = FAILED
     steps: list[Step] = dataclasses.field(default_factory=list)
     anomalies: list[str] = dataclasses.field(default_factory=list)
+    span: int | None = None
     epochs: int | None = None
     learning_rate: float | None = None
     learning_rate_source: str | None = None
@@ -231,6 +232,7 @@ def summarize(
             anomaly_gate.read_anomalies(anomalies_artifact.uri, split_names)
         )
         summary.anomalies = [str(anomaly) for anomaly in errors]
+        summary.span = anomalies_artifact.properties["span"].int_value
 
     found = outputs.get(pipeline.TRAINER)
     model_run = found and _output(found, specs.MODEL_RUN_KEY)
@@ -311,7 +313,9 @@ def render(summary: RunSummary) -> str:
         lines.append(f"  {step.node_id:<32} {step.state:<11} {step.duration_s:>7.1f} s")
     if summary.anomalies:
         lines.append(
-            f"Data anomalies ({len(summary.anomalies)}); nothing trained or pushed:"
+            f"Data anomalies ({len(summary.anomalies)})"
+            + (f" in span {summary.span}" if summary.span is not None else "")
+            + "; nothing trained or pushed:"
         )
         lines.extend(f"  - {anomaly}" for anomaly in summary.anomalies)
     elif summary.outcome == BAD_INPUT:

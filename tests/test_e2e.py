@@ -196,6 +196,8 @@ def test_5_span_with_a_bad_label_stops_before_training(workspace):
         "Out-of-range values: Unexpectedly large value: 10."
     ]
     assert "feature 'label'" in completed.stdout
+    assert summary["span"] == 2
+    assert "Data anomalies (1) in span 2" in completed.stdout
     states = _states(summary)
     assert states["AnomalyGate"] == "FAILED"
     assert "Trainer" not in states and "VersionedPusher" not in states

@@ -85,6 +85,7 @@ def test_gate_message_names_split_feature_and_problem(tmp_path):
     found = anomaly_gate.read_anomalies(str(tmp_path / "anomalies"), ["train", "eval"])
     blocking = anomaly_gate.blocking(found)
     assert [(item.split, item.feature) for item in blocking] == [("train", "label")]
-    message = str(anomaly_gate.DataAnomaliesError(blocking))
+    message = str(anomaly_gate.DataAnomaliesError(blocking, span=3))
+    assert message.startswith("1 data anomaly in span 3 against the schema")
     assert "split 'train', feature 'label'" in message
     assert "Unexpectedly large value: 10" in message
