@@ -88,9 +88,12 @@ def blocking(anomalies: list[Anomaly]) -> list[Anomaly]:
 @component
 def AnomalyGate(  # noqa: N802 - TFX component names are CamelCase.
     anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
+    examples: InputArtifact[standard_artifacts.Examples],
 ):
     """Fails the run when any split has an ERROR anomaly."""
     split_names = artifact_utils.decode_split_names(anomalies.split_names)
     errors = blocking(read_anomalies(anomalies.uri, split_names))
     if errors:
-        raise DataAnomaliesError(errors, span=anomalies.span)
+        # ExampleValidator leaves the span unset on its output; the examples
+        # that were validated carry it.
+        raise DataAnomaliesError(errors, span=examples.span)

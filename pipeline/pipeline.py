@@ -140,7 +140,10 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
     ).with_id(EXAMPLE_VALIDATOR)
-    gate = anomaly_gate.AnomalyGate(anomalies=example_validator.outputs["anomalies"])
+    gate = anomaly_gate.AnomalyGate(
+        anomalies=example_validator.outputs["anomalies"],
+        examples=example_gen.outputs["examples"],
+    )
 
     settings = trainer.TrainingSettings(
         preset=config.training.preset,

@@ -232,7 +232,10 @@ def summarize(
             anomaly_gate.read_anomalies(anomalies_artifact.uri, split_names)
         )
         summary.anomalies = [str(anomaly) for anomaly in errors]
-        summary.span = anomalies_artifact.properties["span"].int_value
+        examples = _output(outputs.get(pipeline.EXAMPLE_GEN, {}), specs.EXAMPLES_KEY)
+        if examples is not None:
+            # TFX keeps the span as a custom property in the metadata store.
+            summary.span = _custom(examples, "span")
 
     found = outputs.get(pipeline.TRAINER)
     model_run = found and _output(found, specs.MODEL_RUN_KEY)
@@ -257,13 +260,13 @@ def summarize(
     if found:
         evaluation = _output(found, specs.EVALUATION_KEY)
         blessing = _output(found, specs.BLESSING_KEY)
-        # The Evaluator records the baseline's id on its output. The input
+        # The Evaluator records the baseline's id on the blessing. The input
         # events cannot tell: when the baseline is the candidate model itself,
         # the metadata store keeps one event for the two roles.
-        if evaluation is not None:
+        if blessing is not None:
             summary.had_baseline = (
                 _custom(
-                    evaluation,
+                    blessing,
                     evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY,
                 )
                 is not None
