@@ -42,6 +42,7 @@ TRAINER = "Trainer"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
 PUSHER = "VersionedPusher"
+SERVED_VERSIONS_KEY = "served_versions"
 
 
 def staged_schema_file(config: PipelineConfig) -> str:
@@ -209,6 +210,12 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
                 base_directory=os.path.abspath(config.serving_model_dir)
             )
         ),
+        # Part of the Pusher's cache key: when a served version disappears
+        # (deleted by hand, a lost volume), the Pusher runs again instead of
+        # reporting a push that is no longer there.
+        custom_config={
+            SERVED_VERSIONS_KEY: pusher.existing_versions(config.serving_model_dir)
+        },
     ).with_id(PUSHER)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

@@ -9,6 +9,7 @@ a truncated file.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -284,3 +285,22 @@ def test_7_trainer_uses_the_learning_rate_finders_rate(workspace, tmp_path):
     (plot,) = pipeline_root.glob("LearningRateFinder/sweep/*/sweep.png")
     assert plot.read_bytes()[:4] == b"\x89PNG"
     assert f"{chosen:.3g} from the learning-rate finder" in completed.stdout
+
+    # A served version deleted by hand: the Pusher is not served from the
+    # cache but publishes again, under a new number.
+    shutil.rmtree(output / "serving_model" / "fashion_mnist" / "1")
+    completed, _ = _run(
+        {**workspace, "data": data, "root": tmp_path},
+        "--set",
+        "lr_finder.enabled=true",
+        "--set",
+        "lr_finder.steps=60",
+        "--set",
+        "evaluation.lower_bound=0.1",
+    )
+    assert completed.returncode == 0, _describe(completed)
+    summary = json.loads(
+        (output / "runs" / "fashion_mnist" / "latest.json").read_text()
+    )
+    assert _states(summary)["Trainer"] == "cached"
+    assert summary["outcome"] == "pushed" and summary["pushed_version"] == "2"

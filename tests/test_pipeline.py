@@ -45,3 +45,18 @@ def test_trainer_and_example_gen_carry_code_digests(tmp_path):
     assert len(trainer_config["code_version"]) == 16
     example_gen = nodes[pipeline.EXAMPLE_GEN].exec_properties
     assert len(example_gen[idx_example_gen.CODE_VERSION_KEY]) == 16
+
+
+def test_the_pushers_cache_key_follows_the_served_versions(tmp_path):
+    config = load_config(overrides=[f"output_dir={tmp_path}"], environ={})
+
+    def served_versions():
+        nodes = {node.id: node for node in pipeline.create_pipeline(config).components}
+        custom_config = json.loads(
+            nodes[pipeline.PUSHER].exec_properties["custom_config"]
+        )
+        return custom_config[pipeline.SERVED_VERSIONS_KEY]
+
+    assert served_versions() == []
+    (tmp_path / "serving_model" / "fashion_mnist" / "3").mkdir(parents=True)
+    assert served_versions() == [3]
