@@ -184,6 +184,11 @@ def _lr_sweep(args) -> int:
         print(f"config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     output_dir = os.path.join(config.output_dir, "lr_sweep", args.sweep_preset)
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as error:
+        print(f"error: cannot create {output_dir}: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     choice = lr_sweep.run(config, args.sweep_preset, args.sweep_epochs, output_dir)
     print(
         f"Chosen learning rate {choice.learning_rate:.3g} ({choice.rule}); "

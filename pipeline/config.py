@@ -9,6 +9,7 @@ name the field and the allowed values.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import typing
@@ -205,6 +206,8 @@ def _coerce(name: str, value, kind):
             ) from None
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{name}: expected a finite number, got {value!r}")
         return number
     if kind is str:
         if value is None or isinstance(value, (dict, list)):
@@ -310,12 +313,15 @@ def validate(config: PipelineConfig) -> PipelineConfig:
         f"{list(schedules.NAMES)}",
     )
     require(
-        training.lr_schedule != "cosine"
-        or 0 <= training.lr_warmup_epochs < training.epochs,
+        training.lr_warmup_epochs >= 0
+        and (
+            training.lr_schedule != "cosine"
+            or training.lr_warmup_epochs < training.epochs
+        ),
         "training.lr_warmup_epochs: must be at least 0 and below training.epochs",
     )
     require(
-        0 < training.lr_min < training.learning_rate,
+        training.learning_rate <= 0 or 0 < training.lr_min < training.learning_rate,
         "training.lr_min: must be positive and below training.learning_rate",
     )
     require(

@@ -80,6 +80,16 @@ def test_list_and_bool_fields_from_strings():
         ("lr_finder.rule=median", "lr_finder.rule: 'median' is not one of"),
         ("training=5", "training in --set training=5: a section; give its fields"),
         ("data.data_dir=", "data.data_dir: must not be empty"),
+        (
+            "training.learning_rate=inf",
+            "training.learning_rate: expected a finite number",
+        ),
+        ("lr_finder.max_learning_rate=inf", "max_learning_rate: expected a finite"),
+        ("training.learning_rate=-0.001", "training.learning_rate: must be positive"),
+        (
+            "training.lr_warmup_epochs=-1",
+            "training.lr_warmup_epochs: must be at least 0",
+        ),
         ("output_dir=", "output_dir: must not be empty"),
         (
             "training.lr_decay_start_epoch=-3",
@@ -99,7 +109,7 @@ def test_list_and_bool_fields_from_strings():
 )
 def test_bad_values_are_refused_naming_the_field(override, message):
     overrides = [override]
-    if "warmup" in override:
+    if "warmup_epochs=20" in override:
         overrides.append("training.lr_schedule=cosine")
     with pytest.raises(ConfigError, match=message):
         load_config(overrides=overrides, environ={})
