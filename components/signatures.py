@@ -1,28 +1,44 @@
-"""Serving signatures of the exported SavedModel.
+"""Serving signatures of the exported SavedModel, and its warm-up requests.
 
-Two signatures, pinned by tests:
+Three signatures, pinned by tests:
   serving_default  examples: string [batch], serialized tf.Example (TFMA and
                    gRPC clients that already hold tf.Examples use it).
   serving_images   images: float32 [batch, 28, 28], raw pixel values 0..255
                    (REST clients send plain JSON numbers).
-Both return class_ids (int64 [batch]), probabilities (float32 [batch, classes])
+  serving_png      image_bytes: string [batch], encoded 28x28 grayscale PNG
+                   (REST clients send {"b64": ...}).
+Each returns class_ids (int64 [batch]), probabilities (float32 [batch, classes])
 and class_names (string [batch]).
 """
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from components import features
 
 SERVING_DEFAULT = "serving_default"
 SERVING_IMAGES = "serving_images"
+SERVING_PNG = "serving_png"
+SIGNATURE_NAMES = (SERVING_DEFAULT, SERVING_IMAGES, SERVING_PNG)
 EXAMPLES_INPUT = "examples"
 IMAGES_INPUT = "images"
+# TF Serving's REST API decodes {"b64": ...} for any string input; the
+# "_bytes" suffix is the name clients conventionally look for.
+PNG_INPUT = "image_bytes"
 CLASS_IDS_OUTPUT = "class_ids"
 PROBABILITIES_OUTPUT = "probabilities"
 CLASS_NAMES_OUTPUT = "class_names"
+
+# TF Serving replays this file when it loads a version, so the first real
+# request does not pay for graph initialisation.
+WARMUP_FOLDER = "assets.extra"
+WARMUP_FILE = "tf_serving_warmup_requests"
 
 
 def _image_feature_spec() -> dict[str, tf.io.FixedLenFeature]:
@@ -76,17 +92,107 @@ def make_signatures(
         )
         return predict(tf.reshape(images, [-1, features.IMAGE_PIXELS]))
 
+    def decode_png(encoded: tf.Tensor) -> tf.Tensor:
+        image = tf.io.decode_png(encoded, channels=1)
+        size = tf.shape(image)[:2]
+        check = tf.debugging.assert_equal(
+            size,
+            tf.constant([features.IMAGE_HEIGHT, features.IMAGE_WIDTH]),
+            message=(
+                f"{PNG_INPUT}: each image must be a "
+                f"{features.IMAGE_HEIGHT}x{features.IMAGE_WIDTH} PNG; height, width ="
+            ),
+        )
+        with tf.control_dependencies([check]):
+            return tf.reshape(image, [features.IMAGE_PIXELS])
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=PNG_INPUT)])
+    def serve_png(image_bytes):
+        pixels = tf.map_fn(
+            decode_png,
+            image_bytes,
+            fn_output_signature=tf.TensorSpec([features.IMAGE_PIXELS], tf.uint8),
+        )
+        return predict(pixels)
+
     return {
         SERVING_DEFAULT: serve_examples.get_concrete_function(),
         SERVING_IMAGES: serve_images.get_concrete_function(),
+        SERVING_PNG: serve_png.get_concrete_function(),
     }
 
 
+def warmup_images() -> np.ndarray:
+    """Two deterministic images, uint8 [2, 28, 28]: blank and a diagonal ramp."""
+    rows, columns = np.indices((features.IMAGE_HEIGHT, features.IMAGE_WIDTH))
+    ramp = (
+        (rows + columns)
+        * features.PIXEL_MAX
+        // (features.IMAGE_HEIGHT + features.IMAGE_WIDTH - 2)
+    )
+    return np.stack([np.zeros_like(ramp), ramp]).astype(np.uint8)
+
+
+def example_bytes(image: np.ndarray) -> bytes:
+    """A serialized tf.Example holding one image, as serving_default takes it."""
+    example = tf.train.Example()
+    example.features.feature[features.IMAGE_KEY].int64_list.value.extend(
+        np.asarray(image, np.int64).ravel().tolist()
+    )
+    return example.SerializeToString()
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """One [28, 28] uint8 image encoded as a grayscale PNG."""
+    return tf.io.encode_png(np.asarray(image, np.uint8)[..., np.newaxis]).numpy()
+
+
+def request_inputs(signature_name: str, images: np.ndarray) -> dict[str, tf.Tensor]:
+    """The input tensors that ask a signature about a batch of uint8 images."""
+    if signature_name == SERVING_DEFAULT:
+        return {EXAMPLES_INPUT: tf.constant([example_bytes(image) for image in images])}
+    if signature_name == SERVING_IMAGES:
+        return {IMAGES_INPUT: tf.constant(images, tf.float32)}
+    if signature_name == SERVING_PNG:
+        return {PNG_INPUT: tf.constant([png_bytes(image) for image in images])}
+    raise ValueError(
+        f"unknown signature {signature_name!r}; expected one of {SIGNATURE_NAMES}"
+    )
+
+
+def warmup_path(export_dir: str) -> str:
+    return os.path.join(export_dir, WARMUP_FOLDER, WARMUP_FILE)
+
+
+def write_warmup_requests(export_dir: str) -> str:
+    """Writes one PredictionLog per signature into the SavedModel's assets.extra.
+
+    Returns:
+      The path of the warm-up file.
+    """
+    path = warmup_path(export_dir)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    images = warmup_images()
+    with tf.io.TFRecordWriter(path) as writer:
+        for signature_name in SIGNATURE_NAMES:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(signature_name=signature_name)
+            )
+            for key, tensor in request_inputs(signature_name, images).items():
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(tensor))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+    return path
+
+
 def export_serving_model(model: keras.Model, export_dir: str, class_names) -> None:
-    """Saves the model as a SavedModel with the serving signatures."""
+    """Saves the model as a SavedModel with the serving signatures and warm-up."""
     model.save(
         export_dir,
         save_format="tf",
         signatures=make_signatures(model, class_names),
         include_optimizer=False,
     )
+    write_warmup_requests(export_dir)

@@ -12,6 +12,7 @@ from components.idx_example_gen import to_example
 PINNED_INPUTS = {
     "serving_default": {"examples": (tf.string, [None])},
     "serving_images": {"images": (tf.float32, [None, 28, 28])},
+    "serving_png": {"image_bytes": (tf.string, [None])},
 }
 PINNED_OUTPUTS = {
     "class_ids": (tf.int64, [None]),
@@ -27,11 +28,12 @@ def exported(request, tmp_path_factory, fashion_mnist):
     export_dir = str(tmp_path_factory.mktemp("model") / "Format-Serving")
     signatures.export_serving_model(model, export_dir, features.CLASS_NAMES)
     images, labels = fashion_mnist
-    return model, tf.saved_model.load(export_dir), images[:100], labels[:100]
+    loaded = tf.saved_model.load(export_dir)
+    return model, loaded, images[:100], labels[:100], export_dir
 
 
 def test_signature_names_inputs_and_outputs_are_pinned(exported):
-    _, loaded, _, _ = exported
+    _, loaded, _, _, _ = exported
     assert set(loaded.signatures) == set(PINNED_INPUTS)
     for name, inputs in PINNED_INPUTS.items():
         function = loaded.signatures[name]
@@ -45,8 +47,8 @@ def test_signature_names_inputs_and_outputs_are_pinned(exported):
         } == PINNED_OUTPUTS
 
 
-def test_both_signatures_equal_the_keras_model(exported):
-    model, loaded, images, _ = exported
+def test_every_signature_equals_the_keras_model(exported):
+    model, loaded, images, _, _ = exported
     expected = model.predict(images.reshape(-1, 784).astype(np.float32), verbose=0)
     serialized = tf.constant(
         [
@@ -58,7 +60,10 @@ def test_both_signatures_equal_the_keras_model(exported):
     by_images = loaded.signatures["serving_images"](
         images=tf.constant(images, tf.float32)
     )
-    for outputs in (by_examples, by_images):
+    by_png = loaded.signatures["serving_png"](
+        image_bytes=tf.constant([signatures.png_bytes(image) for image in images])
+    )
+    for outputs in (by_examples, by_images, by_png):
         np.testing.assert_allclose(
             outputs["probabilities"].numpy(), expected, rtol=1e-5, atol=1e-6
         )
@@ -72,7 +77,7 @@ def test_both_signatures_equal_the_keras_model(exported):
 
 
 def test_examples_signature_needs_no_label(exported):
-    _, loaded, images, _ = exported
+    _, loaded, images, _, _ = exported
     unlabeled = tf.train.Example()
     unlabeled.features.feature["image"].int64_list.value.extend(
         images[0].ravel().tolist()
@@ -84,7 +89,7 @@ def test_examples_signature_needs_no_label(exported):
 
 
 def test_an_image_without_the_batch_level_is_refused(exported):
-    _, loaded, images, _ = exported
+    _, loaded, images, _, _ = exported
     with pytest.raises(
         tf.errors.InvalidArgumentError, match=r"\[28,28\].*\[\?,28,28\]"
     ):
@@ -92,7 +97,7 @@ def test_an_image_without_the_batch_level_is_refused(exported):
 
 
 def test_a_27_pixel_wide_image_is_refused(exported):
-    _, loaded, images, _ = exported
+    _, loaded, images, _, _ = exported
     with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError)):
         loaded.signatures["serving_images"](
             images=tf.constant(images[:2, :, :27], tf.float32)
@@ -100,9 +105,42 @@ def test_a_27_pixel_wide_image_is_refused(exported):
 
 
 def test_an_empty_batch_gets_empty_outputs(exported):
-    _, loaded, _, _ = exported
+    _, loaded, _, _, _ = exported
     outputs = loaded.signatures["serving_images"](images=tf.zeros([0, 28, 28]))
     assert outputs["probabilities"].shape == (0, 10)
     assert outputs["class_ids"].shape == (0,)
     outputs = loaded.signatures["serving_default"](examples=tf.constant([], tf.string))
     assert outputs["class_names"].shape == (0,)
+
+
+def test_a_png_of_the_wrong_size_is_refused_with_its_size(exported):
+    _, loaded, images, _, _ = exported
+    wrong = signatures.png_bytes(images[0][:, :27])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"28x28 PNG.*\[28 27\]"):
+        loaded.signatures["serving_png"](
+            image_bytes=tf.constant([signatures.png_bytes(images[1]), wrong])
+        )
+
+
+def test_bytes_that_are_not_a_png_are_refused(exported):
+    _, loaded, _, _, _ = exported
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        loaded.signatures["serving_png"](image_bytes=tf.constant([b"not an image"]))
+
+
+def test_the_warmup_file_asks_every_signature_and_each_request_succeeds(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    _, loaded, _, _, export_dir = exported
+    path = signatures.warmup_path(export_dir)
+    asked = []
+    for record in tf.data.TFRecordDataset(path):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+        outputs = loaded.signatures[request.model_spec.signature_name](
+            **{key: tf.constant(value) for key, value in inputs.items()}
+        )
+        assert outputs["class_ids"].shape == (2,)
+        asked.append(request.model_spec.signature_name)
+    assert sorted(asked) == sorted(PINNED_INPUTS)
