@@ -5,7 +5,8 @@ highest. The stock Pusher names versions by Unix time and copies files straight
 into the version folder, so a server polling at the wrong moment can see a
 half-written model. Here the model is copied into a hidden temporary folder on
 the same filesystem, flushed to disk, and renamed to the next free integer in
-one step, under a lock so that two pushes at once get two versions.
+one step, under a lock so that two pushes at once get two versions. Before
+that, the model must pass the serving checks (stock ops, warm-up replay).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs as specs
 from tfx.utils import proto_utils
+
+from components import serving_checks
 
 LOCK_FILE = ".push.lock"
 # The highest version ever issued: numbers are never reused, even after the
@@ -211,9 +214,14 @@ class Executor(pusher_executor.Executor):
         )
         if destination.WhichOneof("destination") != "filesystem":
             raise PushError("only a filesystem push destination is supported")
-        published = publish(
-            self.GetModelPath(input_dict), destination.filesystem.base_directory
+        model_path = self.GetModelPath(input_dict)
+        replayed = serving_checks.check_servable(model_path)
+        logging.info(
+            "Serving checks passed: stock TF Serving ops only; %d warm-up "
+            "requests answered",
+            replayed,
         )
+        published = publish(model_path, destination.filesystem.base_directory)
         if published.already_served:
             self._MarkNotPushed(pushed_model)
             pushed_model.set_int_custom_property(ALREADY_SERVED_KEY, published.version)

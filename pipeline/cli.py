@@ -97,9 +97,11 @@ def _configure_logging(verbose: bool) -> None:
 def _run(args) -> int:
     from pipeline import local_runner, summary
     from pipeline.config import ConfigError, load_config
+    from pipeline.pipeline import check_infra_validation_platform
 
     try:
         config = load_config(args.config, _overrides(args))
+        check_infra_validation_platform(config)
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return EXIT_CONFIG

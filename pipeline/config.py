@@ -28,6 +28,7 @@ DATASETS = {"fashion_mnist": features.CLASS_NAMES}
 # Integer class labels need the sparse form of accuracy; the one-hot form would
 # compare a label index with a probability vector and report nonsense.
 SUPPORTED_METRICS = ("SparseCategoricalAccuracy",)
+SERVING_PLATFORMS = ("docker", "kubernetes")
 
 
 class ConfigError(ValueError):
@@ -109,6 +110,26 @@ class EvaluationConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    """How the pushed model is checked against a real TensorFlow Serving.
+
+    Attributes:
+      infra_validation: run TFX's InfraValidator, which starts the serving
+        image, loads the model and sends it requests before the push. It needs
+        a Docker engine (or a Kubernetes cluster); off by default.
+      platform: where InfraValidator starts the server: docker or kubernetes
+        (kubernetes only from a pod inside the cluster).
+      image: the TF Serving image; keep its tag at the pinned TensorFlow's.
+      image_tag: the image's tag.
+    """
+
+    infra_validation: bool = False
+    platform: str = "docker"
+    image: str = "tensorflow/serving"
+    image_tag: str = "2.16.1"
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """The whole config; paths below output_dir are derived from it."""
 
@@ -125,6 +146,7 @@ class PipelineConfig:
         default_factory=LearningRateFinderConfig
     )
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+    serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
 
     @property
     def pipeline_root(self) -> str:
@@ -176,6 +198,7 @@ _SECTIONS = {
     "training": TrainingConfig,
     "lr_finder": LearningRateFinderConfig,
     "evaluation": EvaluationConfig,
+    "serving": ServingConfig,
 }
 
 
@@ -366,6 +389,16 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     require(
         0 <= evaluation.max_regression <= 1,
         "evaluation.max_regression: must be in [0, 1]",
+    )
+    serving = config.serving
+    require(
+        serving.platform in SERVING_PLATFORMS,
+        f"serving.platform: {serving.platform!r} is not one of "
+        f"{list(SERVING_PLATFORMS)}",
+    )
+    require(
+        bool(serving.image.strip()) and bool(serving.image_tag.strip()),
+        "serving.image and serving.image_tag: must not be empty",
     )
     return config
 

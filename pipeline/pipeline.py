@@ -2,7 +2,7 @@
 
 ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> AnomalyGate
 -> (LearningRateFinder) -> Trainer -> (latest blessed model) Resolver -> Evaluator
--> Pusher.
+-> (InfraValidator) -> Pusher.
 Runners differ only in how they run what this returns.
 """
 
@@ -29,7 +29,7 @@ from components import (
     trainer,
     versioning,
 )
-from pipeline.config import PipelineConfig
+from pipeline.config import ConfigError, PipelineConfig
 
 SPAN_FOLDER = "span-{SPAN}"
 TRAINER_MODULE = "components.trainer.run_fn"
@@ -41,6 +41,7 @@ LR_FINDER = "LearningRateFinder"
 TRAINER = "Trainer"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
+INFRA_VALIDATOR = "InfraValidator"
 PUSHER = "VersionedPusher"
 SERVED_VERSIONS_KEY = "served_versions"
 
@@ -126,6 +127,57 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
+def serving_spec(config: PipelineConfig) -> tfx.proto.ServingSpec:
+    """The TF Serving image and platform InfraValidator starts the model in."""
+    serving = config.serving
+    spec = tfx.proto.ServingSpec(
+        tensorflow_serving=tfx.proto.TensorFlowServing(
+            image_name=serving.image, tags=[serving.image_tag]
+        ),
+        model_name=config.pipeline_name,
+    )
+    if serving.platform == "kubernetes":
+        spec.kubernetes.CopyFrom(tfx.proto.KubernetesConfig())
+    else:
+        spec.local_docker.CopyFrom(tfx.proto.LocalDockerConfig())
+    return spec
+
+
+def check_infra_validation_platform(config: PipelineConfig) -> None:
+    """Refuses a run whose InfraValidator could not start a server.
+
+    Out of the box, InfraValidator that cannot reach its platform marks the
+    model not blessed, and the Pusher then skips the push without an error;
+    this check fails the run before anything runs, and says why.
+
+    Raises:
+      ConfigError: InfraValidator is on and its platform is not reachable.
+    """
+    serving = config.serving
+    if not serving.infra_validation:
+        return
+    if serving.platform == "kubernetes":
+        if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            raise ConfigError(
+                "serving.infra_validation: the kubernetes platform starts TF "
+                "Serving as a pod and works only from inside the cluster "
+                "(KUBERNETES_SERVICE_HOST is not set). Run the pipeline on "
+                "Kubeflow, use serving.platform=docker, or set "
+                "serving.infra_validation=false."
+            )
+        return
+    import docker  # Imported here: only this option needs the Docker client.
+
+    try:
+        docker.from_env(timeout=5).ping()
+    except docker.errors.DockerException as error:
+        raise ConfigError(
+            "serving.infra_validation: no Docker engine is reachable "
+            f"({error}). Start Docker (or set DOCKER_HOST), or set "
+            "serving.infra_validation=false to push without it."
+        ) from None
+
+
 def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline described by a validated config."""
     example_gen = idx_example_gen.IdxExampleGen(
@@ -202,9 +254,27 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         eval_config=eval_config(config),
         example_splits=[features.EVAL_SPLIT],
     ).with_id(EVALUATOR)
+    infra_validator = None
+    if config.serving.infra_validation:
+        infra_validator = tfx.components.InfraValidator(
+            model=model_trainer.outputs["model"],
+            examples=example_gen.outputs["examples"],
+            serving_spec=serving_spec(config),
+            request_spec=tfx.proto.RequestSpec(
+                tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(
+                    signature_names=[signatures.SERVING_DEFAULT]
+                ),
+                split_name=features.EVAL_SPLIT,
+                num_examples=4,
+            ),
+            validation_spec=tfx.proto.ValidationSpec(
+                max_loading_time_seconds=120, num_tries=3
+            ),
+        ).with_id(INFRA_VALIDATOR)
     model_pusher = pusher.VersionedPusher(
         model=model_trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=infra_validator.outputs["blessing"] if infra_validator else None,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=os.path.abspath(config.serving_model_dir)
@@ -230,6 +300,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             model_trainer,
             baseline_resolver,
             evaluator,
+            *([infra_validator] if infra_validator else []),
             model_pusher,
         ],
         enable_cache=config.enable_cache,

@@ -66,6 +66,7 @@ class RunSummary:
     example_count: int | None = None
     had_baseline: bool | None = None
     blessed: bool | None = None
+    infra_blessed: bool | None = None
     why: list[str] = dataclasses.field(default_factory=list)
     pushed_version: str | None = None
     pushed_path: str | None = None
@@ -276,6 +277,17 @@ def summarize(
         if blessing is not None:
             summary.blessed = bool(_custom(blessing, "blessed"))
 
+    found = outputs.get(pipeline.INFRA_VALIDATOR)
+    infra_blessing = found and _output(found, specs.BLESSING_KEY)
+    if infra_blessing is not None:
+        summary.infra_blessed = bool(_custom(infra_blessing, "blessed"))
+        if not summary.infra_blessed:
+            summary.why.append(
+                "InfraValidator: the model did not load or answer in "
+                f"{config.serving.image}:{config.serving.image_tag} "
+                "(its log in the run output says why)"
+            )
+
     found = outputs.get(pipeline.PUSHER)
     pushed_model = found and _output(found, specs.PUSHED_MODEL_KEY)
     if pushed_model is not None and _custom(pushed_model, "pushed"):
@@ -286,19 +298,22 @@ def summarize(
             pushed_model, pusher.ALREADY_SERVED_KEY
         )
 
-    if summary.anomalies:
-        summary.outcome = DATA_ANOMALIES
-    elif summary.pushed_version:
-        summary.outcome = PUSHED
-    elif summary.already_served_version:
-        summary.outcome = ALREADY_SERVED
-    elif summary.blessed is False and any(
-        step.node_id == pipeline.PUSHER for step in summary.steps
-    ):
-        summary.outcome = NOT_BLESSED
-    else:
-        summary.outcome = FAILED
+    summary.outcome = decide_outcome(summary)
     return summary
+
+
+def decide_outcome(summary: RunSummary) -> str:
+    """The outcome the facts gathered in a summary add up to."""
+    if summary.anomalies:
+        return DATA_ANOMALIES
+    if summary.pushed_version:
+        return PUSHED
+    if summary.already_served_version:
+        return ALREADY_SERVED
+    pusher_ran = any(step.node_id == pipeline.PUSHER for step in summary.steps)
+    if pusher_ran and False in (summary.blessed, summary.infra_blessed):
+        return NOT_BLESSED
+    return FAILED
 
 
 def _metric_key(class_name: str) -> str:
@@ -352,6 +367,12 @@ def render(summary: RunSummary) -> str:
             else "against the absolute bound alone (no blessed baseline yet)"
         )
         lines.append(f"Blessed: {'yes' if summary.blessed else 'no'}, judged {basis}")
+    if summary.infra_blessed is not None:
+        lines.append(
+            "Loaded in TF Serving (InfraValidator): "
+            + ("yes" if summary.infra_blessed else "no")
+        )
+    if summary.blessed is not None or summary.infra_blessed is not None:
         lines.extend(f"  - {reason}" for reason in summary.why)
     if summary.pushed_version:
         lines.append(

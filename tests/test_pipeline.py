@@ -3,9 +3,11 @@
 import importlib.util
 import json
 
+import pytest
+
 from components import idx_example_gen, versioning
-from pipeline import pipeline
-from pipeline.config import load_config
+from pipeline import cli, pipeline
+from pipeline.config import ConfigError, load_config
 
 
 def test_an_edited_schema_gets_a_new_path(tmp_path):
@@ -60,3 +62,68 @@ def test_the_pushers_cache_key_follows_the_served_versions(tmp_path):
     assert served_versions() == []
     (tmp_path / "serving_model" / "fashion_mnist" / "3").mkdir(parents=True)
     assert served_versions() == [3]
+
+
+def test_infra_validation_is_off_by_default(tmp_path):
+    config = load_config(overrides=[f"output_dir={tmp_path}"], environ={})
+    nodes = {node.id: node for node in pipeline.create_pipeline(config).components}
+    assert pipeline.INFRA_VALIDATOR not in nodes
+    assert "infra_blessing" not in nodes[pipeline.PUSHER].inputs
+
+
+def test_infra_validation_gates_the_push_on_the_configured_image(tmp_path):
+    config = load_config(
+        overrides=[
+            f"output_dir={tmp_path}",
+            "serving.infra_validation=true",
+            "serving.image_tag=2.16.1-test",
+        ],
+        environ={},
+    )
+    nodes = {node.id: node for node in pipeline.create_pipeline(config).components}
+    validator = nodes[pipeline.INFRA_VALIDATOR]
+    spec = json.loads(validator.exec_properties["serving_spec"])
+    assert spec["tensorflow_serving"] == {
+        "image_name": "tensorflow/serving",
+        "tags": ["2.16.1-test"],
+    }
+    assert "local_docker" in spec
+    assert spec["model_name"] == "fashion_mnist"
+    blessing = nodes[pipeline.PUSHER].inputs["infra_blessing"]
+    assert blessing.producer_component_id == pipeline.INFRA_VALIDATOR
+
+
+def test_infra_validation_without_a_docker_engine_refuses_the_run(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    exit_code = cli.main(
+        [
+            "run",
+            f"--output-dir={tmp_path / 'out'}",
+            "--set",
+            "serving.infra_validation=true",
+        ]
+    )
+    assert exit_code == cli.EXIT_CONFIG
+    assert "no Docker engine is reachable" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "metadata").exists()
+
+
+def test_infra_validation_on_kubernetes_needs_to_run_in_the_cluster(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    config = load_config(
+        overrides=[
+            f"output_dir={tmp_path}",
+            "serving.infra_validation=true",
+            "serving.platform=kubernetes",
+        ],
+        environ={},
+    )
+    with pytest.raises(ConfigError, match="inside the cluster"):
+        pipeline.check_infra_validation_platform(config)
+    nodes = {node.id: node for node in pipeline.create_pipeline(config).components}
+    spec = json.loads(nodes[pipeline.INFRA_VALIDATOR].exec_properties["serving_spec"])
+    assert "kubernetes" in spec
