@@ -1,11 +1,16 @@
-"""The `kpipe` command line: run the pipeline, show the config or a run summary.
+"""The `kpipe` command line: run the pipeline, show the config or a run summary,
+and ask a served model about images.
 
-Exit codes:
+Exit codes of `run`, `lr-sweep`, `show-config` and `summary`:
   0  a model was pushed, or the newest served version already is this model;
   1  the run failed;
   2  the config is invalid;
   3  the data has anomalies or cannot be read (nothing trained, nothing pushed);
   4  the model was not blessed (nothing pushed).
+Exit codes of `predict`:
+  0  every image was answered;
+  1  the model could not be reached, was not found, or refused the request;
+  2  an image file cannot be read or holds images of the wrong size.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_DATA = 3
 EXIT_NOT_BLESSED = 4
+EXIT_PREDICTION_FAILED = 1
+EXIT_BAD_IMAGES = 2
 
 # Our own packages, whose INFO lines are progress a person wants to see.
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -200,6 +207,152 @@ def _lr_sweep(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    from pipeline import client
+
+    try:
+        loaded = client.load_images(args.images, args.limit)
+    except client.ImageInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_IMAGES
+    try:
+        backend = client.open_backend(
+            rest=args.rest,
+            grpc=args.grpc,
+            local=args.local,
+            model_name=args.model_name or client.DEFAULT_MODEL_NAME,
+            model_version=args.model_version,
+            timeout_s=args.timeout_s or client.DEFAULT_TIMEOUT_S,
+        )
+        with client.Client(
+            backend,
+            args.signature or client.DEFAULT_SIGNATURE,
+            args.batch_size or client.DEFAULT_BATCH_SIZE,
+        ) as predictor:
+            started = time.monotonic()
+            result = predictor.predict(loaded.images)
+            seconds = time.monotonic() - started
+    except client.ImageInputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_IMAGES
+    except client.PredictionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_PREDICTION_FAILED
+    for source, prediction in zip(loaded.sources, result.predictions, strict=True):
+        print(client.format_prediction(result, prediction, source, args.top))
+    print(client.summary_line(result, loaded.files, backend, seconds))
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _host_port(text: str) -> str:
+    host, _, port = text.rpartition(":")
+    if "://" in text or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} should be HOST:PORT, e.g. 127.0.0.1:8500"
+        )
+    return text
+
+
+def _add_predict(commands) -> None:
+    # Defaults live in pipeline.client, which imports TensorFlow; they are
+    # filled in by _predict so that building the parser stays fast.
+    predict = commands.add_parser(
+        "predict",
+        help="classify images with a served model (TF Serving REST or gRPC) or a "
+        "SavedModel",
+        description="Prints one line per image: source, top class, probability "
+        "(tab-separated), then a summary line.",
+    )
+    predict.set_defaults(handler=_predict)
+    predict.add_argument(
+        "-v", "--verbose", action="store_true", help="show all library logs"
+    )
+    predict.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGES",
+        help="IDX (gzip or not), PNG, JPEG or .npy files of 28x28 grayscale images, "
+        "raw pixels 0..255",
+    )
+    target = predict.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "--rest", metavar="URL", help="TF Serving REST API, e.g. http://127.0.0.1:8501"
+    )
+    target.add_argument(
+        "--grpc",
+        metavar="HOST:PORT",
+        type=_host_port,
+        help="TF Serving gRPC API, e.g. 127.0.0.1:8500",
+    )
+    target.add_argument(
+        "--local",
+        metavar="PATH",
+        help="a SavedModel folder, or a serving folder of integer versions "
+        "(the highest is loaded) run in this process",
+    )
+    predict.add_argument(
+        "--model-name",
+        metavar="NAME",
+        help="model name on the server (default: fashion_mnist)",
+    )
+    predict.add_argument(
+        "--model-version",
+        type=_positive_int,
+        metavar="N",
+        help="ask this version (default: the latest the server serves)",
+    )
+    predict.add_argument(
+        "--signature",
+        metavar="NAME",
+        help="serving_images (default), serving_png or serving_default",
+    )
+    predict.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        metavar="N",
+        help="images per request (default: 64)",
+    )
+    predict.add_argument(
+        "--limit",
+        type=_positive_int,
+        metavar="N",
+        help="read only the first N images of each IDX file",
+    )
+    predict.add_argument(
+        "--timeout-s",
+        type=_positive_float,
+        metavar="S",
+        help="seconds to wait for each answer (default: 30)",
+    )
+    predict.add_argument(
+        "--top",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="print the K likeliest classes of each image (default: 1)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kpipe", description="A TFX training pipeline for Keras classifiers."
@@ -242,6 +395,7 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--sweep-epochs", type=int, default=40, help="sweep epochs")
     add("show-config", _show_config, "print the effective config as YAML")
     add("summary", _show_summary, "print the summary of the latest run")
+    _add_predict(commands)
     return parser
 
 
