@@ -17,6 +17,8 @@ from collections.abc import Iterator
 import numpy as np
 from tfx.dsl.io import fileio
 
+from components.errors import InputDataError
+
 # The third byte of the magic number is the value type; 0x08 is unsigned byte.
 _UBYTE_TYPE = 0x08
 IMAGES_NDIM = 3
@@ -28,7 +30,7 @@ _READ_CHUNK_BYTES = 1 << 20
 _READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
-class IdxFormatError(ValueError):
+class IdxFormatError(InputDataError):
     """An IDX file is malformed, truncated or does not match its partner."""
 
 

@@ -22,7 +22,7 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact, artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 
-from components import features, lr_finder, models, trainer
+from components import features, lr_finder, trainer
 
 HYPERPARAMETERS_FILE = "best_hyperparameters.txt"
 VALIDATION_BATCH = 256
@@ -34,10 +34,12 @@ class LearningRateSweep(artifact.Artifact):
     TYPE_NAME = "LearningRateSweep"
 
 
-def _batches(examples, schema, split, batch_size, seed, shuffle):
+def _batches(examples, schema, split, batch_size, seed, shuffle, spec):
     files = [os.path.join(artifact_utils.get_split_uri([examples], split), "*")]
     factory = tfxio_utils.get_tf_dataset_factory_from_artifact([examples], [])
-    return trainer.make_dataset(files, factory, schema, batch_size, shuffle, seed)
+    return trainer.make_dataset(
+        files, factory, schema, batch_size, shuffle, seed, spec=spec
+    )
 
 
 @component
@@ -67,6 +69,7 @@ def LearningRateFinder(  # noqa: N802 - TFX component names are CamelCase.
         settings.batch_size,
         settings.seed,
         True,
+        settings.data,
     ).repeat()
     val_batch = next(
         iter(
@@ -77,11 +80,12 @@ def LearningRateFinder(  # noqa: N802 - TFX component names are CamelCase.
                 VALIDATION_BATCH,
                 settings.seed,
                 False,
+                settings.data,
             )
         )
     )
-    model = models.build(settings.preset, len(settings.class_names))
-    trainer.compile_model(model, min_learning_rate)
+    model = trainer.build_model(settings, train_batches)
+    trainer.compile_model(model, min_learning_rate, settings.optimizer)
     rates = lr_finder.exponential_rates(min_learning_rate, max_learning_rate, steps)
     points = lr_finder.per_batch_sweep(model, train_batches, val_batch, rates)
     choice = lr_finder.choose_learning_rate(

@@ -1,31 +1,40 @@
 """Serving signatures of the exported SavedModel, and its warm-up requests.
 
-Three signatures, pinned by tests:
+Image models get three signatures, pinned by tests:
   serving_default  examples: string [batch], serialized tf.Example (TFMA and
                    gRPC clients that already hold tf.Examples use it).
   serving_images   images: float32 [batch, 28, 28], raw pixel values 0..255
                    (REST clients send plain JSON numbers).
   serving_png      image_bytes: string [batch], encoded 28x28 grayscale PNG
                    (REST clients send {"b64": ...}).
+Table models get two:
+  serving_default  examples: string [batch], serialized tf.Example.
+  serving_raw      one input per feature column, [batch] each: float32,
+                   int64 or string (REST: {"instances": [{...}]}).
 Each returns class_ids (int64 [batch]), probabilities (float32 [batch, classes])
-and class_names (string [batch]).
+and class_names (string [batch]). A binary model's single sigmoid becomes the
+two probabilities [1 - p, p], so every model answers in the same shape.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from components import features
+from components import data_spec, features
 
 SERVING_DEFAULT = "serving_default"
 SERVING_IMAGES = "serving_images"
 SERVING_PNG = "serving_png"
+SERVING_RAW = "serving_raw"
 SIGNATURE_NAMES = (SERVING_DEFAULT, SERVING_IMAGES, SERVING_PNG)
+TABULAR_SIGNATURE_NAMES = (SERVING_DEFAULT, SERVING_RAW)
 EXAMPLES_INPUT = "examples"
 IMAGES_INPUT = "images"
 # TF Serving's REST API decodes {"b64": ...} for any string input; the
@@ -122,6 +131,58 @@ def make_signatures(
     }
 
 
+def class_probabilities(outputs: tf.Tensor) -> tf.Tensor:
+    """[batch, classes] probabilities; one sigmoid unit p becomes [1 - p, p]."""
+    if outputs.shape[-1] == 1:
+        return tf.concat([1.0 - outputs, outputs], axis=-1)
+    return outputs
+
+
+def make_tabular_signatures(
+    model: keras.Model, spec: data_spec.DataSpec
+) -> dict[str, tf.types.experimental.ConcreteFunction]:
+    """serving_default and serving_raw around a model that takes a column dict."""
+    names = tf.constant(list(spec.class_names))
+
+    def predict(columns: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        inputs = {}
+        for column in spec.columns:
+            value = tf.reshape(columns[column.name], [-1, 1])
+            inputs[column.name] = tf.cast(value, data_spec.INPUT_DTYPES[column.kind])
+        probabilities = class_probabilities(model(inputs, training=False))
+        class_ids = tf.argmax(probabilities, axis=-1)
+        return {
+            CLASS_IDS_OUTPUT: class_ids,
+            PROBABILITIES_OUTPUT: probabilities,
+            CLASS_NAMES_OUTPUT: tf.gather(names, class_ids),
+        }
+
+    feature_spec = {
+        column.name: tf.io.FixedLenFeature([1], data_spec.INPUT_DTYPES[column.kind])
+        for column in spec.columns
+    }
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)]
+    )
+    def serve_examples(examples):
+        return predict(tf.io.parse_example(examples, feature_spec))
+
+    raw_specs = {
+        column.name: tf.TensorSpec(
+            [None], data_spec.INPUT_DTYPES[column.kind], name=column.name
+        )
+        for column in spec.columns
+    }
+    serve_raw = tf.function(lambda **columns: predict(columns)).get_concrete_function(
+        **raw_specs
+    )
+    return {
+        SERVING_DEFAULT: serve_examples.get_concrete_function(),
+        SERVING_RAW: serve_raw,
+    }
+
+
 def warmup_images() -> np.ndarray:
     """Two deterministic images, uint8 [2, 28, 28]: blank and a diagonal ramp."""
     rows, columns = np.indices((features.IMAGE_HEIGHT, features.IMAGE_WIDTH))
@@ -139,6 +200,21 @@ def example_bytes(image: np.ndarray) -> bytes:
     example.features.feature[features.IMAGE_KEY].int64_list.value.extend(
         np.asarray(image, np.int64).ravel().tolist()
     )
+    return example.SerializeToString()
+
+
+def row_example_bytes(row: dict, spec: data_spec.DataSpec) -> bytes:
+    """A serialized tf.Example holding one table row (no label needed)."""
+    example = tf.train.Example()
+    for column in spec.columns:
+        feature = example.features.feature[column.name]
+        value = row[column.name]
+        if column.kind == data_spec.STRING:
+            feature.bytes_list.value.append(str(value).encode("utf-8"))
+        elif column.kind == data_spec.INT:
+            feature.int64_list.value.append(int(value))
+        else:
+            feature.float_list.value.append(float(value))
     return example.SerializeToString()
 
 
@@ -160,11 +236,56 @@ def request_inputs(signature_name: str, images: np.ndarray) -> dict[str, tf.Tens
     )
 
 
+def table_request_inputs(
+    signature_name: str, rows: list[dict], spec: data_spec.DataSpec
+) -> dict[str, tf.Tensor]:
+    """The input tensors that ask a table model's signature about rows."""
+    if signature_name == SERVING_DEFAULT:
+        return {
+            EXAMPLES_INPUT: tf.constant([row_example_bytes(row, spec) for row in rows])
+        }
+    if signature_name == SERVING_RAW:
+        return {
+            column.name: tf.constant(
+                [row[column.name] for row in rows], data_spec.INPUT_DTYPES[column.kind]
+            )
+            for column in spec.columns
+        }
+    raise ValueError(
+        f"unknown signature {signature_name!r}; expected one of "
+        f"{TABULAR_SIGNATURE_NAMES}"
+    )
+
+
+def warmup_rows(spec: data_spec.DataSpec) -> list[dict]:
+    """Two rows: every column 0, then every column 1 (text "0" and "1")."""
+    return [
+        {
+            column.name: str(value) if column.kind == data_spec.STRING else value
+            for column in spec.columns
+        }
+        for value in (0, 1)
+    ]
+
+
 def warmup_path(export_dir: str) -> str:
     return os.path.join(export_dir, WARMUP_FOLDER, WARMUP_FILE)
 
 
-def write_warmup_requests(export_dir: str) -> str:
+def _warmup_requests(spec: data_spec.DataSpec):
+    if spec.kind == data_spec.IMAGE:
+        images = warmup_images()
+        for name in SIGNATURE_NAMES:
+            yield name, request_inputs(name, images)
+    else:
+        rows = warmup_rows(spec)
+        for name in TABULAR_SIGNATURE_NAMES:
+            yield name, table_request_inputs(name, rows, spec)
+
+
+def write_warmup_requests(
+    export_dir: str, spec: data_spec.DataSpec = data_spec.FASHION_MNIST
+) -> str:
     """Writes one PredictionLog per signature into the SavedModel's assets.extra.
 
     Returns:
@@ -172,13 +293,12 @@ def write_warmup_requests(export_dir: str) -> str:
     """
     path = warmup_path(export_dir)
     tf.io.gfile.makedirs(os.path.dirname(path))
-    images = warmup_images()
     with tf.io.TFRecordWriter(path) as writer:
-        for signature_name in SIGNATURE_NAMES:
+        for signature_name, inputs in _warmup_requests(spec):
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(signature_name=signature_name)
             )
-            for key, tensor in request_inputs(signature_name, images).items():
+            for key, tensor in inputs.items():
                 request.inputs[key].CopyFrom(tf.make_tensor_proto(tensor))
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=request)
@@ -187,12 +307,27 @@ def write_warmup_requests(export_dir: str) -> str:
     return path
 
 
-def export_serving_model(model: keras.Model, export_dir: str, class_names) -> None:
-    """Saves the model as a SavedModel with the serving signatures and warm-up."""
+def export_serving_model(
+    model: keras.Model, export_dir: str, spec: data_spec.DataSpec | Sequence[str]
+) -> None:
+    """Saves the model as a SavedModel with the serving signatures and warm-up.
+
+    Args:
+      model: the trained model.
+      export_dir: the SavedModel folder to write.
+      spec: the data set's spec; a list of class names stands for an image
+        data set with those classes.
+    """
+    if not isinstance(spec, data_spec.DataSpec):
+        spec = dataclasses.replace(data_spec.FASHION_MNIST, class_names=tuple(spec))
+    if spec.kind == data_spec.IMAGE:
+        serving_signatures = make_signatures(model, spec.class_names)
+    else:
+        serving_signatures = make_tabular_signatures(model, spec)
     model.save(
         export_dir,
         save_format="tf",
-        signatures=make_signatures(model, class_names),
+        signatures=serving_signatures,
         include_optimizer=False,
     )
-    write_warmup_requests(export_dir)
+    write_warmup_requests(export_dir, spec)

@@ -23,7 +23,14 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components import features, models, schedules, signatures
+from components import (
+    data_spec,
+    features,
+    models,
+    schedules,
+    signatures,
+    tabular_models,
+)
 
 HISTORY_FILE = "history.json"
 LEARNING_RATE_HPARAM = "learning_rate"
@@ -38,20 +45,50 @@ class TrainingSettings:
     batch_size: int
     seed: int
     schedule: schedules.ScheduleSpec
-    class_names: tuple[str, ...]
+    data: data_spec.DataSpec = data_spec.FASHION_MNIST
+    optimizer: str = "adam"
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.data.class_names
 
     def to_json_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        values["data"] = self.data.to_json_dict()
+        return values
 
     @classmethod
     def from_json_dict(cls, values: dict) -> TrainingSettings:
         values = dict(values)
         values["schedule"] = schedules.ScheduleSpec(**values["schedule"])
-        values["class_names"] = tuple(values["class_names"])
+        values["data"] = data_spec.DataSpec.from_json_dict(values["data"])
         return cls(**values)
 
 
 DatasetFactory = Callable[..., tf.data.Dataset]
+
+
+def _dense_column(tensor) -> tf.Tensor:
+    """A [batch, 1] dense tensor, whether the schema fixed the shape or not."""
+    if isinstance(tensor, tf.SparseTensor):
+        tensor = tf.sparse.to_dense(tensor)
+    return tf.reshape(tensor, [-1, 1])
+
+
+def model_inputs(batch: dict, spec: data_spec.DataSpec) -> dict[str, tf.Tensor]:
+    """Parsed features as the model takes them.
+
+    Images: `image` float32 [batch, 784]. Tables: one [batch, 1] tensor per
+    column: float32, int64 or string.
+    """
+    if spec.kind == data_spec.IMAGE:
+        return {features.IMAGE_KEY: tf.cast(batch[features.IMAGE_KEY], tf.float32)}
+    return {
+        column.name: tf.cast(
+            _dense_column(batch[column.name]), data_spec.INPUT_DTYPES[column.kind]
+        )
+        for column in spec.columns
+    }
 
 
 def make_dataset(
@@ -61,6 +98,7 @@ def make_dataset(
     batch_size: int,
     shuffle: bool,
     seed: int,
+    spec: data_spec.DataSpec = data_spec.FASHION_MNIST,
 ) -> tf.data.Dataset:
     """One pass over a split as (features dict, label) batches.
 
@@ -72,6 +110,7 @@ def make_dataset(
       batch_size: examples per batch.
       shuffle: shuffle the examples (train split).
       seed: the shuffle seed.
+      spec: the data set's columns and label.
     """
     dataset = dataset_factory(
         file_pattern,
@@ -80,15 +119,17 @@ def make_dataset(
             shuffle=shuffle,
             shuffle_seed=seed,
             num_epochs=1,
-            label_key=features.LABEL_KEY,
+            label_key=spec.label_key,
         ),
         schema,
     )
 
     def to_model_inputs(batch, labels):
-        return {
-            features.IMAGE_KEY: tf.cast(batch[features.IMAGE_KEY], tf.float32)
-        }, labels
+        labels = _dense_column(labels)
+        if spec.kind == data_spec.TABULAR and spec.binary:
+            # One sigmoid unit: binary cross-entropy wants float labels.
+            labels = tf.cast(labels, tf.float32)
+        return model_inputs(batch, spec), labels
 
     return dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
         tf.data.AUTOTUNE
@@ -120,13 +161,57 @@ class EpochLogger(keras.callbacks.Callback):
         )
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> None:
-    """Adam at a float rate, sparse cross-entropy, sparse accuracy."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+# Rows read to fit a table model's normalisation and vocabularies.
+ADAPT_ROWS = 100_000
+
+
+def build_model(settings: TrainingSettings, train_dataset: tf.data.Dataset):
+    """The configured preset; a table model adapts its preprocessing first."""
+    spec = settings.data
+    if spec.kind == data_spec.IMAGE:
+        return models.build(settings.preset, spec.num_classes)
+    batches = max(1, ADAPT_ROWS // settings.batch_size)
+    features_only = train_dataset.take(batches).map(lambda inputs, _: inputs)
+    return tabular_models.build(
+        settings.preset, spec.columns, spec.num_classes, features_only
     )
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate)
+    return keras.optimizers.Adam(learning_rate=learning_rate)
+
+
+def compile_model(
+    model: keras.Model,
+    learning_rate: float,
+    optimizer: keras.optimizers.Optimizer | str = "adam",
+) -> None:
+    """Cross-entropy and accuracy that fit the model's output.
+
+    Args:
+      model: the model; one sigmoid unit gets binary cross-entropy, a softmax
+        gets sparse categorical cross-entropy (labels are class ids).
+      learning_rate: the optimizer's starting rate (a float; the schedule
+        callback moves it).
+      optimizer: adam, sgd, or an optimizer object with a float rate.
+    """
+    if isinstance(optimizer, str):
+        optimizer = make_optimizer(optimizer, learning_rate)
+    check_optimizer_takes_callback(optimizer)
+    if is_binary_output(model):
+        loss = keras.losses.BinaryCrossentropy()
+        accuracy = keras.metrics.BinaryAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+        accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
+
+
+def is_binary_output(model: keras.Model) -> bool:
+    """True when the model ends in a single sigmoid probability."""
+    return model.outputs[0].shape[-1] == 1
 
 
 def check_optimizer_takes_callback(optimizer: keras.optimizers.Optimizer) -> None:
@@ -168,16 +253,10 @@ def train(
         continues from there.
     """
     keras.utils.set_random_seed(settings.seed)
-    model = models.build(settings.preset, len(settings.class_names))
-    if optimizer is None:
-        compile_model(model, settings.schedule.initial_learning_rate)
-    else:
-        check_optimizer_takes_callback(optimizer)
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        )
+    model = build_model(settings, train_dataset)
+    compile_model(
+        model, settings.schedule.initial_learning_rate, optimizer or settings.optimizer
+    )
     model.summary(print_fn=logging.info)
     # The schedule callback comes first so that the rate it logs reaches
     # TensorBoard in the same epoch.
@@ -230,6 +309,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         settings.batch_size,
         shuffle=True,
         seed=settings.seed,
+        spec=settings.data,
     )
     eval_dataset = make_dataset(
         fn_args.eval_files,
@@ -238,6 +318,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         settings.batch_size,
         shuffle=False,
         seed=settings.seed,
+        spec=settings.data,
     )
     model, history = train(settings, train_dataset, eval_dataset, fn_args.model_run_dir)
     with tf.io.gfile.GFile(
@@ -252,7 +333,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             out,
             indent=2,
         )
-    signatures.export_serving_model(
-        model, fn_args.serving_model_dir, settings.class_names
-    )
+    signatures.export_serving_model(model, fn_args.serving_model_dir, settings.data)
     logging.info("Exported the serving model to %s", fn_args.serving_model_dir)

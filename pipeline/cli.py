@@ -102,6 +102,7 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _run(args) -> int:
+    from components import tabular_data
     from pipeline import local_runner, summary
     from pipeline.config import ConfigError, load_config
     from pipeline.pipeline import check_infra_validation_platform
@@ -120,6 +121,8 @@ def _run(args) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    if config.data.dataset in tabular_data.BUILTIN_NAMES:
+        tabular_data.write_builtin(config.data.dataset, config.data.data_dir)
     result = local_runner.run(config)
     print("\n" + summary.render(result), flush=True)
     return _exit_code(result.outcome)
@@ -138,6 +141,29 @@ def _overrides(args) -> list[str]:
         if value is not None:
             overrides.append(f"{field}={value}")
     return overrides
+
+
+def _infer_schema(args) -> int:
+    from components.errors import InputDataError
+    from pipeline import infer_schema
+    from pipeline.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config, _overrides(args), check_schema=False)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    output_path = os.path.abspath(args.output or config.schema_file)
+    try:
+        count = infer_schema.write_draft(config, output_path, args.overwrite)
+    except (infer_schema.InferSchemaError, InputDataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DATA
+    print(
+        f"Wrote a draft schema inferred from {count} rows to {output_path}\n"
+        "Curate it (value ranges, string domains), then run the pipeline."
+    )
+    return 0
 
 
 def _show_config(args) -> int:
@@ -393,6 +419,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--sweep-preset", default="seed_dense", help="model preset")
     sweep.add_argument("--sweep-epochs", type=int, default=40, help="sweep epochs")
+    infer = add(
+        "infer-schema",
+        _infer_schema,
+        "write a draft schema for a table's data, to curate before training",
+    )
+    infer.add_argument(
+        "--output", help="where to write it (default: the config's schema path)"
+    )
+    infer.add_argument(
+        "--overwrite", action="store_true", help="replace an existing schema file"
+    )
     add("show-config", _show_config, "print the effective config as YAML")
     add("summary", _show_summary, "print the summary of the latest run")
     _add_predict(commands)

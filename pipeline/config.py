@@ -17,17 +17,25 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components import features, lr_finder, models, schedules
+from components import data_spec, lr_finder, models, schedules, tabular_models
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = PROJECT_ROOT / "schemas"
 ENV_PREFIX = "KPIPE_"
 DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
-DATASETS = {"fashion_mnist": features.CLASS_NAMES}
+CUSTOM_DATASET = "custom"
+DATASETS = (*data_spec.BUILTIN, CUSTOM_DATASET)
+# Fields that describe a custom data set; a built-in one has its own.
+_CUSTOM_ONLY_FIELDS = ("format", "label_key", "class_names", "num_classes", "features")
 # Integer class labels need the sparse form of accuracy; the one-hot form would
 # compare a label index with a probability vector and report nonsense.
 SUPPORTED_METRICS = ("SparseCategoricalAccuracy",)
+# Computed on the positive class's probability; only for two classes.
+BINARY_METRICS = ("BinaryAccuracy", "AUC", "Precision", "Recall")
+OPTIMIZERS = ("adam", "sgd")
 SERVING_PLATFORMS = ("docker", "kubernetes")
 
 
@@ -37,17 +45,33 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where the data is and how much of it to use.
+    """Which data, where it is, and what its columns are.
 
     Attributes:
-      dataset: built-in data set name; picks class names and the default schema.
-      data_dir: folder with the IDX files, or with span-N/ folders holding them.
-      schema_path: curated schema; empty means schemas/<dataset>/schema.pbtxt.
+      dataset: a built-in data set (fashion_mnist, circles, breast_cancer), or
+        custom for your own CSV or TFRecord files described by the fields below.
+      data_dir: the data folder. Unset, it is the data set's default: the
+        Fashion-MNIST package's folder, or <output_dir>/data/<dataset> where
+        the built-in tables are written.
+      format: custom data only: csv or tfrecord.
+      label_key: custom data only: the label column.
+      class_names: custom data only: one name per class id, in id order.
+      num_classes: custom data only, when class_names is empty: classes are
+        named "0", "1", ...
+      features: custom data only: the feature columns as name:kind, kind one
+        of float, int, string.
+      schema_path: curated schema; empty means schemas/<dataset>/schema.pbtxt
+        (custom data: schemas/<pipeline_name>/schema.pbtxt).
       max_examples_per_split: keep the first N records per split; 0 keeps all.
     """
 
     dataset: str = "fashion_mnist"
     data_dir: str = DEFAULT_DATA_DIR
+    format: str = ""
+    label_key: str = ""
+    class_names: tuple[str, ...] = ()
+    num_classes: int = 0
+    features: tuple[str, ...] = ()
     schema_path: str = ""
     max_examples_per_split: int = 0
 
@@ -57,6 +81,7 @@ class TrainingConfig:
     """Model preset, epochs and the learning-rate schedule."""
 
     preset: str = "cnn"
+    optimizer: str = "adam"
     epochs: int = 12
     batch_size: int = 32
     seed: int = 42
@@ -164,13 +189,31 @@ class PipelineConfig:
 
     @property
     def schema_file(self) -> str:
-        return self.data.schema_path or str(
-            SCHEMAS_DIR / self.data.dataset / "schema.pbtxt"
+        return self.data.schema_path or default_schema_path(
+            self.data.dataset, self.pipeline_name
+        )
+
+    @property
+    def data_spec(self) -> data_spec.DataSpec:
+        data = self.data
+        if data.dataset != CUSTOM_DATASET:
+            return data_spec.BUILTIN[data.dataset]
+        class_names = data.class_names or tuple(
+            str(number) for number in range(data.num_classes)
+        )
+        return data_spec.DataSpec(
+            name=self.pipeline_name,
+            format=data.format,
+            label_key=data.label_key,
+            class_names=class_names,
+            columns=tuple(
+                data_spec.FeatureColumn.parse(text) for text in data.features
+            ),
         )
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return DATASETS[self.data.dataset]
+        return self.data_spec.class_names
 
     def schedule_spec(self) -> schedules.ScheduleSpec:
         training = self.training
@@ -296,7 +339,7 @@ def _from_environment(environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
     return items
 
 
-def validate(config: PipelineConfig) -> PipelineConfig:
+def validate(config: PipelineConfig, check_schema: bool = True) -> PipelineConfig:
     """Checks that the config can work; raises ConfigError naming the field."""
 
     def require(condition: bool, message: str) -> None:
@@ -307,28 +350,22 @@ def validate(config: PipelineConfig) -> PipelineConfig:
         re.fullmatch(r"[A-Za-z0-9_-]+", config.pipeline_name) is not None,
         f"pipeline_name: {config.pipeline_name!r} must be letters, digits, _ or -",
     )
-    require(
-        config.data.dataset in DATASETS,
-        f"data.dataset: {config.data.dataset!r} is not one of {sorted(DATASETS)}",
-    )
     require(bool(config.output_dir), "output_dir: must not be empty")
-    require(bool(config.data.data_dir), "data.data_dir: must not be empty")
-    require(
-        "://" in config.data.data_dir or os.path.isdir(config.data.data_dir),
-        f"data.data_dir: folder {config.data.data_dir} does not exist",
-    )
-    require(
-        config.data.max_examples_per_split >= 0,
-        "data.max_examples_per_split: must be 0 (all) or a positive number",
-    )
-    require(
-        os.path.isfile(config.schema_file),
-        f"data.schema_path: schema file {config.schema_file} does not exist",
-    )
+    _validate_data(config, require, check_schema)
     training = config.training
+    presets = (
+        models.PRESETS
+        if config.data_spec.kind == data_spec.IMAGE
+        else tabular_models.PRESETS
+    )
     require(
-        training.preset in models.PRESETS,
-        f"training.preset: {training.preset!r} is not one of {sorted(models.PRESETS)}",
+        training.preset in presets,
+        f"training.preset: {training.preset!r} is not one of {sorted(presets)} "
+        f"(the presets for {config.data_spec.kind} data)",
+    )
+    require(
+        training.optimizer in OPTIMIZERS,
+        f"training.optimizer: {training.optimizer!r} is not one of {list(OPTIMIZERS)}",
     )
     require(
         training.lr_schedule in schedules.NAMES,
@@ -378,10 +415,14 @@ def validate(config: PipelineConfig) -> PipelineConfig:
         0 < training.lr_step_factor <= 1, "training.lr_step_factor: must be in (0, 1]"
     )
     evaluation = config.evaluation
+    allowed_metrics = SUPPORTED_METRICS + (
+        BINARY_METRICS if config.data_spec.binary else ()
+    )
     require(
-        evaluation.metric in SUPPORTED_METRICS,
-        f"evaluation.metric: {evaluation.metric!r} is not supported; labels are "
-        f"integer class ids, so use one of {list(SUPPORTED_METRICS)}",
+        evaluation.metric in allowed_metrics,
+        f"evaluation.metric: {evaluation.metric!r} is not supported for "
+        f"{config.data_spec.num_classes} classes; labels are integer class ids, "
+        f"so use one of {list(allowed_metrics)}",
     )
     require(
         0 <= evaluation.lower_bound <= 1, "evaluation.lower_bound: must be in [0, 1]"
@@ -403,13 +444,155 @@ def validate(config: PipelineConfig) -> PipelineConfig:
     return config
 
 
+def default_schema_path(dataset: str, pipeline_name: str) -> str:
+    folder = pipeline_name if dataset == CUSTOM_DATASET else dataset
+    return str(SCHEMAS_DIR / folder / "schema.pbtxt")
+
+
+def _validate_data(config: PipelineConfig, require, check_schema: bool) -> None:
+    data = config.data
+    require(bool(data.data_dir), "data.data_dir: must not be empty")
+    # Built-in tables are written into their folder at the start of a run.
+    generated = data.dataset in data_spec.BUILTIN and (
+        data_spec.BUILTIN[data.dataset].format != data_spec.IDX
+    )
+    require(
+        generated or "://" in data.data_dir or os.path.isdir(data.data_dir),
+        f"data.data_dir: folder {data.data_dir} does not exist",
+    )
+    require(
+        data.max_examples_per_split >= 0,
+        "data.max_examples_per_split: must be 0 (all) or a positive number",
+    )
+    if data.dataset == CUSTOM_DATASET:
+        require(
+            data.format in data_spec.FORMATS,
+            f"data.format: {data.format!r} is not one of {list(data_spec.FORMATS)}",
+        )
+        require(
+            not (data.class_names and data.num_classes)
+            or len(data.class_names) == data.num_classes,
+            f"data.class_names: {len(data.class_names)} names but data.num_classes "
+            f"is {data.num_classes}",
+        )
+        require(
+            len(set(data.class_names)) == len(data.class_names),
+            f"data.class_names: names repeat in {list(data.class_names)}",
+        )
+        require(
+            max(len(data.class_names), data.num_classes) >= 2,
+            "data.class_names or data.num_classes: a classifier needs at least "
+            "2 classes",
+        )
+        if data.format == data_spec.IDX:
+            require(not data.features, "data.features: IDX images have no columns")
+        else:
+            require(
+                bool(data.features),
+                "data.features: name the feature columns as name:kind, kind one "
+                f"of {list(data_spec.COLUMN_KINDS)}",
+            )
+        names = [data.label_key]
+        for text in data.features:
+            try:
+                column = data_spec.FeatureColumn.parse(text)
+            except ValueError as error:
+                raise ConfigError(f"data.features: {error}") from None
+            names.append(column.name)
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        require(
+            not repeated,
+            f"data.features: {repeated} named twice (the label is {data.label_key!r})",
+        )
+    if not check_schema:
+        return
+    require(
+        os.path.isfile(config.schema_file),
+        f"data.schema_path: schema file {config.schema_file} does not exist"
+        + (
+            "; write a draft with `kpipe infer-schema` and curate it"
+            if data.dataset == CUSTOM_DATASET
+            else ""
+        ),
+    )
+    _check_schema_names(config)
+
+
+def _check_schema_names(config: PipelineConfig) -> None:
+    """The label and every feature must be in the curated schema."""
+    schema = schema_pb2.Schema()
+    try:
+        with open(config.schema_file) as stream:
+            text_format.Parse(stream.read(), schema)
+    except (OSError, text_format.ParseError) as error:
+        raise ConfigError(
+            f"data.schema_path: {config.schema_file} is not a schema: {error}"
+        ) from None
+    in_schema = [feature.name for feature in schema.feature]
+    spec = config.data_spec
+    field = "data.label_key" if config.data.dataset == CUSTOM_DATASET else "data"
+    if spec.label_key not in in_schema:
+        raise ConfigError(
+            f"{field}: the label {spec.label_key!r} is not a feature of "
+            f"{config.schema_file}; it has {in_schema}"
+        )
+    missing = [name for name in spec.feature_names if name not in in_schema]
+    if missing:
+        raise ConfigError(
+            f"data.features: {missing} not in {config.schema_file}; it has {in_schema}"
+        )
+
+
+def _resolve_defaults(values: dict, explicit: set[str]) -> None:
+    """Fills the fields whose default depends on the data set.
+
+    Args:
+      values: the config's values, by section.
+      explicit: the dotted names of the fields a file, variable or flag set;
+        those are never changed.
+    """
+    data = values["data"]
+    dataset = data["dataset"]
+    if dataset not in DATASETS:
+        raise ConfigError(f"data.dataset: {dataset!r} is not one of {list(DATASETS)}")
+    if dataset != CUSTOM_DATASET:
+        for name in _CUSTOM_ONLY_FIELDS:
+            if f"data.{name}" in explicit:
+                raise ConfigError(
+                    f"data.{name}: only for data.dataset=custom; {dataset} "
+                    "defines its own columns and classes"
+                )
+    elif "data.label_key" not in explicit:
+        data["label_key"] = "label"
+    if "pipeline_name" not in explicit:
+        values["pipeline_name"] = dataset
+    if "data.data_dir" not in explicit:
+        if dataset == CUSTOM_DATASET:
+            raise ConfigError("data.data_dir: required for data.dataset=custom")
+        if data_spec.BUILTIN[dataset].format != data_spec.IDX:
+            data["data_dir"] = os.path.join(values["output_dir"], "data", dataset)
+    is_image = (
+        data["format"] == data_spec.IDX
+        if dataset == CUSTOM_DATASET
+        else data_spec.BUILTIN[dataset].format == data_spec.IDX
+    )
+    if "training.preset" not in explicit and not is_image:
+        values["training"]["preset"] = "tabular"
+
+
 def load_config(
     path: str | None = None,
     overrides: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
+    check_schema: bool = True,
 ) -> PipelineConfig:
-    """Builds and validates the config from defaults, file, env and overrides."""
+    """Builds and validates the config from defaults, file, env and overrides.
+
+    check_schema=False skips the checks against the schema file, for commands
+    that write the schema.
+    """
     values = PipelineConfig().to_dict()
+    explicit: set[str] = set()
     if path:
         try:
             with open(path) as stream:
@@ -422,23 +605,27 @@ def load_config(
             raise ConfigError(f"{path}: expected a mapping of fields at the top level")
         for name, value in _flatten(from_file):
             _set(values, name, value, path)
+            explicit.add(name)
     for name, value, variable in _from_environment(
         os.environ if environ is None else environ
     ):
         _set(values, name, value, f"environment variable {variable}")
+        explicit.add(name)
     for override in overrides:
         name, separator, value = override.partition("=")
         if not separator:
             raise ConfigError(f"--set {override!r}: expected section.field=value")
         _set(values, name.strip(), value.strip(), f"--set {override}")
+        explicit.add(name.strip())
     # Absolute paths, so that the metadata store and the summary mean the same
     # files from whichever folder the command is run.
     values["output_dir"] = _absolute(values["output_dir"])
+    _resolve_defaults(values, explicit)
     for name in ("data_dir", "schema_path"):
         values["data"][name] = _absolute(values["data"][name])
     sections = {name: cls(**values.pop(name)) for name, cls in _SECTIONS.items()}
     values["beam_pipeline_args"] = tuple(values["beam_pipeline_args"])
-    return validate(PipelineConfig(**values, **sections))
+    return validate(PipelineConfig(**values, **sections), check_schema)
 
 
 def _absolute(path: str) -> str:

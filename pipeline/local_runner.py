@@ -12,7 +12,7 @@ import time
 from absl import logging
 from tfx import v1 as tfx
 
-from components import idx
+from components.errors import InputDataError
 from pipeline import summary
 from pipeline.config import PipelineConfig, to_yaml
 from pipeline.pipeline import create_pipeline
@@ -52,7 +52,7 @@ def run(config: PipelineConfig) -> summary.RunSummary:
         logging.error("The run stopped: %s", error)
     result = summary.summarize(config, config.evaluation.metric, started_ms)
     result.wall_time_s = round(time.monotonic() - started, 1)
-    bad_input = _cause_of_type(last_error, (idx.IdxFormatError,))
+    bad_input = _cause_of_type(last_error, (InputDataError,))
     if bad_input is not None:
         result.outcome = summary.BAD_INPUT
         result.error = str(bad_input)

@@ -18,6 +18,8 @@ from tfx.dsl.io import fileio
 
 from components import (
     anomaly_gate,
+    csv_example_gen,
+    data_spec,
     features,
     idx_example_gen,
     lr_finder,
@@ -26,6 +28,7 @@ from components import (
     pusher,
     schedules,
     signatures,
+    tabular_models,
     trainer,
     versioning,
 )
@@ -35,7 +38,7 @@ SPAN_FOLDER = "span-{SPAN}"
 TRAINER_MODULE = "components.trainer.run_fn"
 
 # Node ids, named here once; the run summary looks steps up by them.
-EXAMPLE_GEN = "IdxExampleGen"
+EXAMPLE_GEN = "ExampleGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"
 LR_FINDER = "LearningRateFinder"
 TRAINER = "Trainer"
@@ -65,30 +68,78 @@ def staged_schema_file(config: PipelineConfig) -> str:
     return staged
 
 
-def input_config(data_dir: str) -> tfx.proto.Input:
-    """Train/eval patterns for the IDX files; span folders when data_dir has them."""
+def input_config(data_dir: str, data_format: str = data_spec.IDX) -> tfx.proto.Input:
+    """Train/eval patterns for the format; span folders when data_dir has them.
+
+    IDX: the data set's own train-* and t10k-* files. CSV and TFRecord: the
+    files in train/ and eval/ folders.
+    """
     has_spans = bool(fileio.glob(os.path.join(data_dir, "span-*")))
     prefix = SPAN_FOLDER + "/" if has_spans else ""
+    if data_format == data_spec.IDX:
+        patterns = (
+            f"{features.TRAIN_FILE_PREFIX}-*-ubyte*",
+            f"{features.EVAL_FILE_PREFIX}-*-ubyte*",
+        )
+    elif data_format == data_spec.CSV:
+        patterns = (f"{features.TRAIN_SPLIT}/*.csv", f"{features.EVAL_SPLIT}/*.csv")
+    else:
+        patterns = (f"{features.TRAIN_SPLIT}/*", f"{features.EVAL_SPLIT}/*")
     return tfx.proto.Input(
         splits=[
-            tfx.proto.Input.Split(
-                name=features.TRAIN_SPLIT,
-                pattern=f"{prefix}{features.TRAIN_FILE_PREFIX}-*-ubyte*",
-            ),
-            tfx.proto.Input.Split(
-                name=features.EVAL_SPLIT,
-                pattern=f"{prefix}{features.EVAL_FILE_PREFIX}-*-ubyte*",
-            ),
+            tfx.proto.Input.Split(name=split, pattern=prefix + pattern)
+            for split, pattern in zip(
+                (features.TRAIN_SPLIT, features.EVAL_SPLIT), patterns, strict=True
+            )
         ]
     )
 
 
+def make_example_gen(config: PipelineConfig):
+    """The ExampleGen for the data's format."""
+    spec = config.data_spec
+    data = config.data
+    splits = input_config(data.data_dir, spec.format)
+    if spec.format == data_spec.IDX:
+        return idx_example_gen.IdxExampleGen(
+            input_base=data.data_dir,
+            input_config=splits,
+            max_examples_per_split=data.max_examples_per_split,
+        ).with_id(EXAMPLE_GEN)
+    if spec.format == data_spec.CSV:
+        return csv_example_gen.TypedCsvExampleGen(
+            input_base=data.data_dir,
+            input_config=splits,
+            spec=spec,
+            max_examples_per_split=data.max_examples_per_split,
+        ).with_id(EXAMPLE_GEN)
+    return tfx.components.ImportExampleGen(
+        input_base=data.data_dir, input_config=splits
+    ).with_id(EXAMPLE_GEN)
+
+
+# Reported for every two-class model, on the positive class's probability.
+BINARY_REPORTED_METRICS = (
+    "BinaryAccuracy",
+    "AUC",
+    "Precision",
+    "Recall",
+    "Calibration",
+)
+POSITIVE_CLASS_ID = 1
+
+
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """Accuracy with an absolute bound and a no-regression bound vs the baseline."""
+    """The configured metric with an absolute bound and a no-regression bound.
+
+    Two-class models also get binary accuracy, AUC, precision, recall and
+    calibration, computed on the served probability of class 1.
+    """
     evaluation = config.evaluation
+    spec = config.data_spec
     slicing_specs = [tfma.SlicingSpec()]
     if evaluation.per_class_slices:
-        slicing_specs.append(tfma.SlicingSpec(feature_keys=[features.LABEL_KEY]))
+        slicing_specs.append(tfma.SlicingSpec(feature_keys=[spec.label_key]))
     threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(
             lower_bound={"value": evaluation.lower_bound}
@@ -99,31 +150,49 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
             absolute={"value": -evaluation.max_regression - 1e-10},
         ),
     )
+
+    def metric(class_name: str) -> tfma.MetricConfig:
+        if class_name != evaluation.metric:
+            return tfma.MetricConfig(class_name=class_name)
+        # Thresholds judge the overall slice; per-class slices are reported.
+        return tfma.MetricConfig(
+            class_name=class_name,
+            per_slice_thresholds=[
+                tfma.PerSliceMetricThreshold(
+                    slicing_specs=[tfma.SlicingSpec()], threshold=threshold
+                )
+            ],
+        )
+
+    binary_names = BINARY_REPORTED_METRICS if spec.binary else ()
+    metrics_specs = [
+        tfma.MetricsSpec(
+            metrics=[
+                metric(name)
+                for name in (evaluation.metric, "ExampleCount")
+                if name not in binary_names
+            ]
+        )
+    ]
+    if binary_names:
+        metrics_specs.append(
+            tfma.MetricsSpec(
+                metrics=[metric(name) for name in binary_names],
+                binarize=tfma.BinarizationOptions(
+                    class_ids={"values": [POSITIVE_CLASS_ID]}
+                ),
+            )
+        )
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
                 signature_name=signatures.SERVING_DEFAULT,
-                label_key=features.LABEL_KEY,
+                label_key=spec.label_key,
                 prediction_key=signatures.PROBABILITIES_OUTPUT,
             )
         ],
         slicing_specs=slicing_specs,
-        metrics_specs=[
-            tfma.MetricsSpec(
-                metrics=[
-                    # Thresholds judge the overall slice; per-class slices are reported.
-                    tfma.MetricConfig(
-                        class_name=evaluation.metric,
-                        per_slice_thresholds=[
-                            tfma.PerSliceMetricThreshold(
-                                slicing_specs=[tfma.SlicingSpec()], threshold=threshold
-                            )
-                        ],
-                    ),
-                    tfma.MetricConfig(class_name="ExampleCount"),
-                ]
-            )
-        ],
+        metrics_specs=metrics_specs,
     )
 
 
@@ -180,11 +249,7 @@ def check_infra_validation_platform(config: PipelineConfig) -> None:
 
 def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline described by a validated config."""
-    example_gen = idx_example_gen.IdxExampleGen(
-        input_base=config.data.data_dir,
-        input_config=input_config(config.data.data_dir),
-        max_examples_per_split=config.data.max_examples_per_split,
-    ).with_id(EXAMPLE_GEN)
+    example_gen = make_example_gen(config)
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"]
     )
@@ -204,10 +269,11 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         batch_size=config.training.batch_size,
         seed=config.training.seed,
         schedule=config.schedule_spec(),
-        class_names=config.class_names,
+        data=config.data_spec,
+        optimizer=config.training.optimizer,
     )
     trainer_code_version = versioning.source_digest(
-        trainer, models, schedules, signatures, features
+        trainer, models, tabular_models, schedules, signatures, features, data_spec
     )
     finder = None
     if config.lr_finder.enabled:
@@ -220,7 +286,13 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             max_learning_rate=config.lr_finder.max_learning_rate,
             rule=config.lr_finder.rule,
             code_version=versioning.source_digest(
-                lr_finder, lr_finder_component, trainer, models, features
+                lr_finder,
+                lr_finder_component,
+                trainer,
+                models,
+                tabular_models,
+                features,
+                data_spec,
             ),
         ).with_id(LR_FINDER)
         finder.add_upstream_node(gate)

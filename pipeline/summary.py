@@ -17,7 +17,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.components.evaluator import constants as evaluator_constants
 from tfx.types import standard_component_specs as specs
 
-from components import anomaly_gate, features, lr_finder, pusher, trainer
+from components import anomaly_gate, lr_finder, pusher, trainer
 from pipeline import pipeline
 from pipeline.config import PipelineConfig
 
@@ -62,7 +62,9 @@ class RunSummary:
     lr_schedule: str | None = None
     sweep_plot: str | None = None
     accuracy: float | None = None
+    metric: str = "sparse_categorical_accuracy"
     per_class_accuracy: dict[str, float] = dataclasses.field(default_factory=dict)
+    binary_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     example_count: int | None = None
     had_baseline: bool | None = None
     blessed: bool | None = None
@@ -147,19 +149,31 @@ def _metric(metrics: dict, name: str) -> float | None:
     return None
 
 
-def _read_evaluation(summary: RunSummary, uri: str, metric_name: str) -> None:
-    result = tfma.load_eval_result(uri)
-    for slice_key, metrics in result.slicing_metrics:
+def _read_evaluation(
+    summary: RunSummary, uri: str, metric_name: str, config: PipelineConfig
+) -> None:
+    spec = config.data_spec
+    names = spec.class_names
+    for slice_key, metrics in tfma.load_eval_result(uri).slicing_metrics:
         accuracy = _metric(metrics, metric_name)
         if not slice_key:
             summary.accuracy = accuracy
+            summary.metric = metric_name
             count = _metric(metrics, "example_count")
             summary.example_count = int(count) if count is not None else None
-        elif len(slice_key) == 1 and slice_key[0][0] == features.LABEL_KEY:
+            if spec.binary:
+                for name in BINARY_METRIC_KEYS:
+                    value = _metric(metrics, name)
+                    if value is not None:
+                        summary.binary_metrics[name] = value
+        elif len(slice_key) == 1 and slice_key[0][0] == spec.label_key:
             label = int(slice_key[0][1])
-            names = features.CLASS_NAMES
             name = names[label] if 0 <= label < len(names) else str(label)
-            summary.per_class_accuracy[name] = accuracy
+            # A slice holds one class: ranking metrics such as AUC mean nothing
+            # there, the share of its examples classified right does.
+            summary.per_class_accuracy[name] = (
+                _metric(metrics, "binary_accuracy") if spec.binary else accuracy
+            )
     validation = tfma.load_validation_result(uri)
     for per_slice in validation.metric_validations_per_slice:
         for failure in per_slice.failures:
@@ -273,7 +287,7 @@ def summarize(
                 is not None
             )
         if evaluation is not None:
-            _read_evaluation(summary, evaluation.uri, _metric_key(metric_name))
+            _read_evaluation(summary, evaluation.uri, _metric_key(metric_name), config)
         if blessing is not None:
             summary.blessed = bool(_custom(blessing, "blessed"))
 
@@ -316,12 +330,26 @@ def decide_outcome(summary: RunSummary) -> str:
     return FAILED
 
 
+# TFMA's names for the Keras metric classes the config can name.
+_TFMA_METRIC_NAMES = {
+    "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
+    "BinaryAccuracy": "binary_accuracy",
+    "AUC": "auc",
+    "Precision": "precision",
+    "Recall": "recall",
+}
+BINARY_METRIC_KEYS = ("binary_accuracy", "auc", "precision", "recall", "calibration")
+
+
 def _metric_key(class_name: str) -> str:
     """TFMA's metric name for a Keras metric class name."""
-    return "".join(
-        f"_{char.lower()}" if char.isupper() and index else char.lower()
-        for index, char in enumerate(class_name)
-    )
+    return _TFMA_METRIC_NAMES[class_name]
+
+
+def _metric_label(metric: str) -> str:
+    if metric.endswith("accuracy"):
+        return "accuracy"
+    return "AUC" if metric == "auc" else metric.replace("_", " ")
 
 
 def render(summary: RunSummary) -> str:
@@ -348,10 +376,18 @@ def render(summary: RunSummary) -> str:
         )
     if summary.accuracy is not None:
         lines.append(
-            f"Test accuracy: {summary.accuracy:.4f} "
+            f"Test {_metric_label(summary.metric)}: {summary.accuracy:.4f} "
             f"on {summary.example_count} eval examples"
             + (f" after {summary.epochs} epochs" if summary.epochs else "")
         )
+        if summary.binary_metrics:
+            lines.append(
+                "  on class 1's probability: "
+                + ", ".join(
+                    f"{name} {value:.4f}"
+                    for name, value in summary.binary_metrics.items()
+                )
+            )
         if summary.per_class_accuracy:
             worst = sorted(
                 summary.per_class_accuracy.items(), key=lambda item: item[1]

@@ -25,7 +25,6 @@ def _settings(preset="dense", epochs=1, **schedule):
         batch_size=32,
         seed=3,
         schedule=schedules.ScheduleSpec(**schedule),
-        class_names=features.CLASS_NAMES,
     )
 
 

@@ -12,14 +12,18 @@ from pipeline.config import ConfigError, load_config
 
 def test_an_edited_schema_gets_a_new_path(tmp_path):
     schema = tmp_path / "schema.pbtxt"
-    schema.write_text('feature { name: "a" type: INT }\n')
+    schema.write_text(
+        'feature { name: "image" type: INT } feature { name: "label" type: INT }\n'
+    )
     config = load_config(
         overrides=[f"data.schema_path={schema}", f"output_dir={tmp_path / 'out'}"],
         environ={},
     )
     first = pipeline.staged_schema_file(config)
     assert pipeline.staged_schema_file(config) == first
-    schema.write_text('feature { name: "a" type: FLOAT }\n')
+    schema.write_text(
+        'feature { name: "image" type: FLOAT } feature { name: "label" type: INT }\n'
+    )
     second = pipeline.staged_schema_file(config)
     assert second != first
     with open(second) as stream:
