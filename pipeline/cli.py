@@ -218,6 +218,15 @@ def _lr_sweep(args) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    # Limitation: the per-epoch sweep reads IDX images only; tables use the
+    # pipeline's per-batch finder (lr_finder.enabled=true), which reads any data.
+    if config.data_spec.format != "idx":
+        print(
+            "config error: lr-sweep runs on IDX image data; for tables run the "
+            "pipeline with --set lr_finder.enabled=true",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
     output_dir = os.path.join(config.output_dir, "lr_sweep", args.sweep_preset)
     try:
         os.makedirs(output_dir, exist_ok=True)

@@ -181,6 +181,8 @@ def test_the_linear_seed_preset_stays_near_chance_and_is_not_pushed(tmp_path):
         str(tmp_path),
         "--set",
         "training.preset=seed_linear",
+        "--epochs",
+        "5",
     )
     summary = _summary(str(tmp_path), "circles")
     assert completed.returncode == 4, (summary, completed.stderr[-3000:])
