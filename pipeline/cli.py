@@ -1,5 +1,5 @@
 """The `kpipe` command line: run the pipeline, show the config or a run summary,
-and ask a served model about images.
+and ask a served model about images or table rows.
 
 Exit codes of `run`, `lr-sweep`, `show-config` and `summary`:
   0  a model was pushed, or the newest served version already is this model;
@@ -8,9 +8,11 @@ Exit codes of `run`, `lr-sweep`, `show-config` and `summary`:
   3  the data has anomalies or cannot be read (nothing trained, nothing pushed);
   4  the model was not blessed (nothing pushed).
 Exit codes of `predict`:
-  0  every image was answered;
+  0  every image or row was answered;
   1  the model could not be reached, was not found, or refused the request;
-  2  an image file cannot be read or holds images of the wrong size.
+  2  an input file cannot be read or holds images of the wrong size, a CSV file
+     lacks a column the model takes or holds a cell that cannot be converted to
+     the column's dtype, or the files are of the other kind than the model takes.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ EXIT_CONFIG = 2
 EXIT_DATA = 3
 EXIT_NOT_BLESSED = 4
 EXIT_PREDICTION_FAILED = 1
-EXIT_BAD_IMAGES = 2
+EXIT_BAD_INPUT = 2
+EXIT_BAD_IMAGES = EXIT_BAD_INPUT
 
 # Our own packages, whose INFO lines are progress a person wants to see.
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -246,10 +249,10 @@ def _predict(args) -> int:
     from pipeline import client
 
     try:
-        loaded = client.load_images(args.images, args.limit)
-    except client.ImageInputError as error:
+        loaded = client.load_files(args.files, args.limit)
+    except client.InputError as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_IMAGES
+        return EXIT_BAD_INPUT
     try:
         backend = client.open_backend(
             rest=args.rest,
@@ -260,16 +263,17 @@ def _predict(args) -> int:
             timeout_s=args.timeout_s or client.DEFAULT_TIMEOUT_S,
         )
         with client.Client(
-            backend,
-            args.signature or client.DEFAULT_SIGNATURE,
-            args.batch_size or client.DEFAULT_BATCH_SIZE,
+            backend, args.signature, args.batch_size or client.DEFAULT_BATCH_SIZE
         ) as predictor:
             started = time.monotonic()
-            result = predictor.predict(loaded.images)
+            if isinstance(loaded, client.LoadedTable):
+                result = predictor.predict_table(loaded)
+            else:
+                result = predictor.predict(loaded.images)
             seconds = time.monotonic() - started
-    except client.ImageInputError as error:
+    except client.InputError as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_IMAGES
+        return EXIT_BAD_INPUT
     except client.PredictionError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_PREDICTION_FAILED
@@ -313,21 +317,23 @@ def _add_predict(commands) -> None:
     # filled in by _predict so that building the parser stays fast.
     predict = commands.add_parser(
         "predict",
-        help="classify images with a served model (TF Serving REST or gRPC) or a "
-        "SavedModel",
-        description="Prints one line per image: source, top class, probability "
-        "(tab-separated), then a summary line.",
+        help="classify images or table rows with a served model (TF Serving REST "
+        "or gRPC) or a SavedModel",
+        description="Prints one line per image or table row: source (FILE, "
+        "FILE[i] or FILE:LINE), top class, probability (tab-separated), then a "
+        "summary line.",
     )
     predict.set_defaults(handler=_predict)
     predict.add_argument(
         "-v", "--verbose", action="store_true", help="show all library logs"
     )
     predict.add_argument(
-        "images",
+        "files",
         nargs="+",
-        metavar="IMAGES",
-        help="IDX (gzip or not), PNG, JPEG or .npy files of 28x28 grayscale images, "
-        "raw pixels 0..255",
+        metavar="FILES",
+        help="for an image model: IDX (gzip or not), PNG, JPEG or .npy files of "
+        "28x28 grayscale images, raw pixels 0..255; for a table model: .csv files "
+        "with a header naming (at least) the model's feature columns",
     )
     target = predict.add_mutually_exclusive_group(required=True)
     target.add_argument(
@@ -359,19 +365,20 @@ def _add_predict(commands) -> None:
     predict.add_argument(
         "--signature",
         metavar="NAME",
-        help="serving_images (default), serving_png or serving_default",
+        help="default: serving_images for an image model, serving_raw for a "
+        "table model; also serving_png (images) and serving_default (either)",
     )
     predict.add_argument(
         "--batch-size",
         type=_positive_int,
         metavar="N",
-        help="images per request (default: 64)",
+        help="images or rows per request (default: 64)",
     )
     predict.add_argument(
         "--limit",
         type=_positive_int,
         metavar="N",
-        help="read only the first N images of each IDX file",
+        help="read only the first N images of each IDX file, or rows of each CSV file",
     )
     predict.add_argument(
         "--timeout-s",
@@ -384,7 +391,7 @@ def _add_predict(commands) -> None:
         type=_positive_int,
         default=1,
         metavar="K",
-        help="print the K likeliest classes of each image (default: 1)",
+        help="print the K likeliest classes of each image or row (default: 1)",
     )
 
 

@@ -1,16 +1,26 @@
-"""Asks a served model about images: TF Serving over REST or gRPC, or a SavedModel
-loaded in this process, behind one interface that checks the model's metadata first.
+"""Asks a served model about images or table rows: TF Serving over REST or gRPC, or
+a SavedModel loaded in this process, behind one interface that reads the model's
+metadata first and fills the signature's inputs as it declares them.
 
 Images come from IDX files, PNG or JPEG files, or .npy arrays, as raw pixels 0..255
 shaped [28, 28] or [N, 28, 28] (or [N, 784]); a single image is sent as a batch of
 one, because the signatures take a batch and refuse an image without one.
+
+Table rows come from CSV files with a header. A table model's serving_raw
+signature takes one [batch] input per feature column; each column of that name
+is read from the CSV files and converted to the input's declared dtype. Its
+serving_default takes serialized tf.Examples, built from the same columns with
+the feature types serving_raw declares.
 """
 
 from __future__ import annotations
 
 import base64
+import csv
 import dataclasses
 import functools
+import io
+import math
 import os
 from collections.abc import Sequence
 
@@ -19,7 +29,10 @@ import numpy as np
 from components import features, signatures
 
 DEFAULT_MODEL_NAME = "fashion_mnist"
+# The signature asked when none is named: an image model's serving_images, or a
+# table model's serving_raw (a model is a table model when it has serving_raw).
 DEFAULT_SIGNATURE = signatures.SERVING_IMAGES
+DEFAULT_TABLE_SIGNATURE = signatures.SERVING_RAW
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_TIMEOUT_S = 30.0
 IMAGE_SHAPE = (features.IMAGE_HEIGHT, features.IMAGE_WIDTH)
@@ -45,8 +58,17 @@ class PredictionError(RuntimeError):
     """The model could not be asked, or refused; the message says why and where."""
 
 
-class ImageInputError(PredictionError):
+class InputError(PredictionError):
+    """The files given cannot be read, or hold what the model cannot take."""
+
+
+class ImageInputError(InputError):
     """An image file cannot be read, or holds images the model cannot take."""
+
+
+class TableInputError(InputError):
+    """A CSV file cannot be read, lacks a column the model takes, or holds a cell
+    that cannot be converted to the dtype the model declares for its column."""
 
 
 # ---------------------------------------------------------------------------
@@ -176,6 +198,242 @@ def load_images(paths: Sequence[str], limit: int | None = None) -> LoadedImages:
 
 
 # ---------------------------------------------------------------------------
+# Tables
+
+CSV_SUFFIX = ".csv"
+STRING_DTYPE = "string"
+_FLOAT_DTYPES = ("float16", "float32", "float64")
+_INTEGER_DTYPES = (
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+)
+# The dtypes a table column can be converted to, one value per row.
+COLUMN_DTYPES = (*_FLOAT_DTYPES, *_INTEGER_DTYPES, STRING_DTYPE)
+
+
+def is_table_file(path: str) -> bool:
+    """A table is told by its name: a .csv file (any case)."""
+    return path.lower().endswith(CSV_SUFFIX)
+
+
+@dataclasses.dataclass(frozen=True)
+class CsvFile:
+    """One CSV file as text: its header and each row with the line it starts on."""
+
+    path: str
+    header: tuple[str, ...]
+    rows: tuple[tuple[int, tuple[str, ...]], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedTable:
+    """Rows from one or more CSV files, in the order given, still as text: the
+    model's signature says which columns are needed and what dtype each is."""
+
+    csv_files: tuple[CsvFile, ...]
+
+    def __len__(self) -> int:
+        return sum(len(csv_file.rows) for csv_file in self.csv_files)
+
+    @property
+    def files(self) -> int:
+        return len(self.csv_files)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """`file:line` for each row, the line the row starts on."""
+        return tuple(
+            f"{csv_file.path}:{line}"
+            for csv_file in self.csv_files
+            for line, _ in csv_file.rows
+        )
+
+
+def read_csv_file(path: str, limit: int | None = None) -> CsvFile:
+    """Reads a CSV file with a header; `limit` keeps its first N rows.
+
+    Python's csv module parses it, so quoted fields may hold commas, quotes and
+    line breaks. Header names are stripped of spaces; blank lines are skipped;
+    a row with another number of fields than the header is refused with its
+    line number.
+    """
+    try:
+        with open(path, "rb") as stream:
+            raw = stream.read()
+    except OSError as error:
+        raise TableInputError(f"{path}: cannot open: {error.strerror}") from error
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise TableInputError(
+            f"{path}: not UTF-8 text (byte {error.start}); save it as UTF-8 CSV"
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+
+    def next_record():
+        try:
+            return next(reader, None)
+        except csv.Error as error:
+            raise TableInputError(f"{path} line {reader.line_num}: {error}") from None
+
+    header = next_record()
+    if header is None:
+        raise TableInputError(f"{path} is empty; expected a header line")
+    header = tuple(name.strip() for name in header)
+    rows = []
+    while limit is None or len(rows) < limit:
+        first_line = reader.line_num + 1
+        cells = next_record()
+        if cells is None:
+            break
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) != len(header):
+            raise TableInputError(
+                f"{path} line {first_line}: {len(cells)} fields where the header "
+                f"has {len(header)}"
+            )
+        rows.append((first_line, tuple(cells)))
+    if not rows:
+        raise TableInputError(f"{path} has a header but no rows")
+    return CsvFile(path=path, header=header, rows=tuple(rows))
+
+
+def load_tables(paths: Sequence[str], limit: int | None = None) -> LoadedTable:
+    """Reads every CSV file, in the order given."""
+    if not paths:
+        raise TableInputError("no CSV files given")
+    return LoadedTable(tuple(read_csv_file(path, limit) for path in paths))
+
+
+def load_files(
+    paths: Sequence[str], limit: int | None = None
+) -> LoadedImages | LoadedTable:
+    """Image files as LoadedImages, or .csv files as a LoadedTable; not both."""
+    tables = [path for path in paths if is_table_file(path)]
+    if tables and len(tables) != len(paths):
+        others = [path for path in paths if not is_table_file(path)]
+        raise InputError(
+            f"give either CSV files (for a table model) or image files (for an "
+            f"image model), not both: {tables[0]} is a table, {others[0]} is not"
+        )
+    if tables:
+        return load_tables(paths, limit)
+    return load_images(paths, limit)
+
+
+def parse_cell(cell: str, dtype_name: str):
+    """One CSV cell as a value of the dtype; ValueError says what is wrong.
+
+    As the CSV ExampleGen reads cells: numbers may have spaces around them, a
+    blank or non-finite number is refused, a string is kept as it is.
+    """
+    if dtype_name == STRING_DTYPE:
+        return cell
+    text = cell.strip()
+    if not text:
+        raise ValueError("the cell is blank")
+    if dtype_name in _INTEGER_DTYPES:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"{cell!r} is not an integer") from None
+        limits = np.iinfo(dtype_name)
+        if not limits.min <= value <= limits.max:
+            raise ValueError(f"{cell!r} is out of the range of {dtype_name}")
+        return value
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{cell!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{cell!r} is not a finite number")
+    if abs(value) > np.finfo(dtype_name).max:
+        raise ValueError(f"{cell!r} is out of the range of {dtype_name}")
+    return value
+
+
+def table_columns(table: LoadedTable, declared: dict[str, TensorSpec]) -> dict:
+    """The named columns of every row, converted to their declared dtypes.
+
+    Returns:
+      Column name -> a numpy array in the declared dtype, or a list of str for
+      a string column.
+
+    Raises:
+      TableInputError: a file's header lacks or repeats a needed column, or a
+        cell cannot be converted; the message names the file (and line and
+        column).
+    """
+    names = sorted(declared)
+    for csv_file in table.csv_files:
+        missing = [name for name in names if name not in csv_file.header]
+        if missing:
+            raise TableInputError(
+                f"{csv_file.path}: the header has no column "
+                f"{', '.join(map(repr, missing))}; it has {list(csv_file.header)}"
+            )
+        repeated = [name for name in names if csv_file.header.count(name) > 1]
+        if repeated:
+            raise TableInputError(
+                f"{csv_file.path}: the header repeats the column "
+                f"{', '.join(map(repr, repeated))}"
+            )
+    values: dict[str, list] = {name: [] for name in names}
+    for csv_file in table.csv_files:
+        positions = {name: csv_file.header.index(name) for name in names}
+        for line, cells in csv_file.rows:
+            for name in names:
+                dtype_name = declared[name].dtype_name
+                try:
+                    values[name].append(parse_cell(cells[positions[name]], dtype_name))
+                except ValueError as error:
+                    raise TableInputError(
+                        f"{csv_file.path} line {line}, column {name!r}: {error} "
+                        f"(the model takes {name} as {dtype_name})"
+                    ) from None
+    return {
+        name: column
+        if declared[name].dtype_name == STRING_DTYPE
+        else np.asarray(column, dtype=declared[name].dtype_name)
+        for name, column in values.items()
+    }
+
+
+def example_bytes_from_columns(
+    columns: dict, declared: dict[str, TensorSpec]
+) -> list[bytes]:
+    """One serialized tf.Example per row, a feature per column: a float list for
+    a float dtype, an int64 list for an integer dtype, a bytes list (UTF-8) for
+    a string, as the table model's serving_default parses them."""
+    import tensorflow as tf
+
+    names = sorted(columns)
+    count = len(columns[names[0]]) if names else 0
+    serialized = []
+    for row in range(count):
+        example = tf.train.Example()
+        for name in names:
+            feature = example.features.feature[name]
+            value = columns[name][row]
+            dtype_name = declared[name].dtype_name
+            if dtype_name == STRING_DTYPE:
+                feature.bytes_list.value.append(value.encode("utf-8"))
+            elif dtype_name in _INTEGER_DTYPES:
+                feature.int64_list.value.append(int(value))
+            else:
+                feature.float_list.value.append(float(value))
+        serialized.append(example.SerializeToString())
+    return serialized
+
+
+# ---------------------------------------------------------------------------
 # Signatures and how to fill them
 
 
@@ -285,15 +543,9 @@ def _shape_fits(declared: tuple[int, ...] | None, sent: tuple[int, ...]) -> bool
     )
 
 
-def check_signature(
+def _check_exists(
     available: dict[str, SignatureSpec], signature_name: str, where: str
-) -> tuple[str, TensorSpec]:
-    """Checks that the signature exists, takes one input this client can fill,
-    and returns class ids, probabilities and class names.
-
-    Returns:
-      The input's name and the spec the model declares for it.
-    """
+) -> SignatureSpec:
     if signature_name not in available:
         callable_names = sorted(
             name
@@ -304,7 +556,56 @@ def check_signature(
             f"{where} has no signature {signature_name!r}; its signatures: "
             f"{', '.join(callable_names) or 'none'}"
         )
-    spec = available[signature_name]
+    return available[signature_name]
+
+
+def _check_outputs(spec: SignatureSpec, signature_name: str, where: str) -> None:
+    missing = [name for name in REQUIRED_OUTPUTS if name not in spec.outputs]
+    if missing:
+        raise PredictionError(
+            f"signature {signature_name!r} of {where} does not return "
+            f"{', '.join(missing)}; it returns {', '.join(sorted(spec.outputs))}"
+        )
+
+
+_IMAGE_INPUTS = (signatures.IMAGES_INPUT, signatures.PNG_INPUT)
+
+
+def is_table_model(available: dict[str, SignatureSpec]) -> bool:
+    """A table model is one with a serving_raw signature."""
+    return signatures.SERVING_RAW in available
+
+
+def default_signature(available: dict[str, SignatureSpec]) -> str:
+    """serving_raw for a table model, serving_images for any other."""
+    return DEFAULT_TABLE_SIGNATURE if is_table_model(available) else DEFAULT_SIGNATURE
+
+
+def _describe_inputs(spec: SignatureSpec) -> str:
+    return ", ".join(
+        f"{name} ({tensor.describe()})" for name, tensor in sorted(spec.inputs.items())
+    )
+
+
+def check_signature(
+    available: dict[str, SignatureSpec], signature_name: str, where: str
+) -> tuple[str, TensorSpec]:
+    """Checks that the signature exists, takes one input this client can fill
+    with images, and returns class ids, probabilities and class names.
+
+    Returns:
+      The input's name and the spec the model declares for it.
+    """
+    spec = _check_exists(available, signature_name, where)
+    if is_table_model(available) and not any(
+        name in _IMAGE_INPUTS for name in spec.inputs
+    ):
+        raw = available[signatures.SERVING_RAW]
+        raise InputError(
+            f"{where} is a table model: its {signatures.SERVING_RAW} signature "
+            f"takes {_describe_inputs(raw)}, one value per row; give it CSV files, "
+            "not images"
+        )
     if len(spec.inputs) != 1 or next(iter(spec.inputs)) not in ENCODINGS:
         declared = ", ".join(
             f"{name} ({tensor.describe()})" for name, tensor in spec.inputs.items()
@@ -326,13 +627,97 @@ def check_signature(
             f"signature {signature_name!r} of {where} declares input {input_name} as "
             f"{declared.describe()}; this client sends {encoding.describe}"
         )
-    missing = [name for name in REQUIRED_OUTPUTS if name not in spec.outputs]
-    if missing:
-        raise PredictionError(
-            f"signature {signature_name!r} of {where} does not return "
-            f"{', '.join(missing)}; it returns {', '.join(sorted(spec.outputs))}"
-        )
+    _check_outputs(spec, signature_name, where)
     return input_name, declared
+
+
+@dataclasses.dataclass(frozen=True)
+class TablePlan:
+    """How a table goes to a signature.
+
+    Attributes:
+      signature_name: the signature asked.
+      columns: the CSV columns read, with the dtype each is converted to.
+      examples: the signature's `examples` input when it takes serialized
+        tf.Examples built from the columns; None when each column is sent as
+        the input of its name.
+    """
+
+    signature_name: str
+    columns: dict[str, TensorSpec]
+    examples: TensorSpec | None = None
+
+    @property
+    def inputs(self) -> dict[str, TensorSpec]:
+        """The inputs sent, with their declared specs."""
+        if self.examples is None:
+            return self.columns
+        return {signatures.EXAMPLES_INPUT: self.examples}
+
+
+def _column_inputs(spec: SignatureSpec, signature_name: str, where: str):
+    """The signature's inputs when each can be filled from a CSV column."""
+    if not spec.inputs:
+        raise PredictionError(f"signature {signature_name!r} of {where} takes no input")
+    for name, declared in sorted(spec.inputs.items()):
+        if declared.dtype_name not in COLUMN_DTYPES or not _shape_fits(
+            declared.shape, (ANY_SIZE,)
+        ):
+            raise PredictionError(
+                f"signature {signature_name!r} of {where} declares input {name} as "
+                f"{declared.describe()}; this client fills each input from the CSV "
+                f"column of its name, one value per row: a [-1] tensor of "
+                f"{', '.join(COLUMN_DTYPES)}"
+            )
+    return dict(spec.inputs)
+
+
+def check_table_signature(
+    available: dict[str, SignatureSpec], signature_name: str, where: str
+) -> TablePlan:
+    """Checks that the signature exists, takes table rows, and returns class
+    ids, probabilities and class names; says how to fill it.
+
+    A signature of one string input `examples` gets serialized tf.Examples,
+    whose features are the inputs of the model's serving_raw signature, with
+    the types it declares. Any other signature gets one [batch] tensor per
+    input, from the CSV column of the input's name.
+    """
+    spec = _check_exists(available, signature_name, where)
+    takes_images = any(name in _IMAGE_INPUTS for name in spec.inputs)
+    image_model = not is_table_model(available) and any(
+        name in _IMAGE_INPUTS for other in available.values() for name in other.inputs
+    )
+    if takes_images or image_model:
+        raise InputError(
+            f"{where} is an image model: signature {signature_name!r} takes "
+            f"{_describe_inputs(spec)}; give it image files, not CSV files"
+        )
+    if set(spec.inputs) == {signatures.EXAMPLES_INPUT}:
+        declared = spec.inputs[signatures.EXAMPLES_INPUT]
+        if declared.dtype_name != STRING_DTYPE or not _shape_fits(
+            declared.shape, (ANY_SIZE,)
+        ):
+            raise PredictionError(
+                f"signature {signature_name!r} of {where} declares input "
+                f"{signatures.EXAMPLES_INPUT} as {declared.describe()}; this client "
+                f"sends {ENCODINGS[signatures.EXAMPLES_INPUT].describe}"
+            )
+        if not is_table_model(available):
+            raise PredictionError(
+                f"signature {signature_name!r} of {where} takes serialized "
+                f"tf.Examples, and the model has no {signatures.SERVING_RAW} "
+                "signature to tell which features they hold and of what types"
+            )
+        columns = _column_inputs(
+            available[signatures.SERVING_RAW], signatures.SERVING_RAW, where
+        )
+        examples = declared
+    else:
+        columns = _column_inputs(spec, signature_name, where)
+        examples = None
+    _check_outputs(spec, signature_name, where)
+    return TablePlan(signature_name, columns, examples)
 
 
 def encode_batch(images: np.ndarray, input_name: str, declared: TensorSpec):
@@ -365,14 +750,24 @@ class Prediction:
     probabilities: np.ndarray
 
 
+IMAGE_ITEM = "image"
+ROW_ITEM = "row"
+
+
+def _count(count: int, word: str) -> str:
+    return f"{count} {word}{'s' * (count != 1)}"
+
+
 @dataclasses.dataclass(frozen=True)
 class PredictionResult:
-    """The answers for a batch of images, in their order, and who gave them."""
+    """The answers for a batch of images or table rows, in their order, and who
+    gave them; `item` says which ("image" or "row")."""
 
     predictions: list[Prediction]
     signature_name: str
     model_version: int | None
     requests: int
+    item: str = IMAGE_ITEM
 
     @property
     def class_ids(self) -> np.ndarray:
@@ -416,7 +811,9 @@ def _as_text(value) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def predictions_from_outputs(outputs: dict, count: int, where: str) -> list[Prediction]:
+def predictions_from_outputs(
+    outputs: dict, count: int, where: str, item: str = IMAGE_ITEM
+) -> list[Prediction]:
     """Checks a backend's output arrays and turns them into one Prediction each."""
     missing = [name for name in REQUIRED_OUTPUTS if name not in outputs]
     if missing:
@@ -444,7 +841,7 @@ def predictions_from_outputs(outputs: dict, count: int, where: str) -> list[Pred
         raise PredictionError(
             f"{where} answered outputs shaped class_ids {list(class_ids.shape)}, "
             f"probabilities {list(probabilities.shape)}, class_names "
-            f"{list(class_names.shape)} for a batch of {count} images"
+            f"{list(class_names.shape)} for a batch of {_count(count, item)}"
         )
     return [
         Prediction(int(class_id), _as_text(name), row)
@@ -491,8 +888,55 @@ def _os_reason(error: BaseException) -> str | None:
     return None
 
 
-class RestBackend:
-    """TF Serving's REST API: GET .../metadata, POST ...:predict in row format."""
+class Backend:
+    """What every backend offers: read_signatures(), then predict_inputs() with a
+    value array (or list) per input, each cast to the dtype the model declares."""
+
+    description = ""
+
+    def close(self) -> None:
+        pass
+
+    def model_label(self, version: int | None) -> str:
+        raise NotImplementedError
+
+    def read_signatures(self) -> tuple[int | None, dict[str, SignatureSpec]]:
+        raise NotImplementedError
+
+    def predict_inputs(
+        self,
+        signature_name: str,
+        inputs: dict[str, object],
+        declared: dict[str, TensorSpec],
+    ) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def predict(
+        self, signature_name: str, input_name: str, values, declared: TensorSpec
+    ) -> dict[str, np.ndarray]:
+        """Runs one batch through a signature of one input."""
+        return self.predict_inputs(
+            signature_name, {input_name: values}, {input_name: declared}
+        )
+
+
+def _json_values(values) -> list:
+    """A batch as JSON values: numbers as they are, text as strings, bytes (PNGs,
+    serialized tf.Examples) as {"b64": ...}, which TF Serving decodes."""
+    if isinstance(values, np.ndarray):
+        return values.tolist()
+    return [
+        {"b64": base64.b64encode(value).decode("ascii")}
+        if isinstance(value, bytes)
+        else value
+        for value in values
+    ]
+
+
+class RestBackend(Backend):
+    """TF Serving's REST API: GET .../metadata, POST ...:predict in row format:
+    a list of values for a signature of one input, a list of objects naming each
+    input for a signature of several (as a table model's serving_raw)."""
 
     def __init__(
         self,
@@ -593,15 +1037,20 @@ class RestBackend:
             },
         )
 
-    def predict(
-        self, signature_name: str, input_name: str, values, declared: TensorSpec
+    def predict_inputs(
+        self,
+        signature_name: str,
+        inputs: dict[str, object],
+        declared: dict[str, TensorSpec],
     ) -> dict[str, np.ndarray]:
-        if isinstance(values, np.ndarray):
-            instances = values.tolist()
+        columns = {name: _json_values(values) for name, values in inputs.items()}
+        if len(columns) == 1:
+            (instances,) = columns.values()
         else:
-            # TF Serving decodes {"b64": ...} into the raw bytes of a string.
+            count = len(next(iter(columns.values())))
             instances = [
-                {"b64": base64.b64encode(value).decode("ascii")} for value in values
+                {name: column[row] for name, column in columns.items()}
+                for row in range(count)
             ]
         payload = self._call(
             "POST",
@@ -626,7 +1075,7 @@ def _from_json_value(value):
     return value
 
 
-class GrpcBackend:
+class GrpcBackend(Backend):
     """TF Serving's gRPC PredictionService: GetModelMetadata and Predict."""
 
     def __init__(
@@ -720,8 +1169,11 @@ class GrpcBackend:
             for name, signature_def in signature_map.signature_def.items()
         }
 
-    def predict(
-        self, signature_name: str, input_name: str, values, declared: TensorSpec
+    def predict_inputs(
+        self,
+        signature_name: str,
+        inputs: dict[str, object],
+        declared: dict[str, TensorSpec],
     ) -> dict[str, np.ndarray]:
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
@@ -729,16 +1181,19 @@ class GrpcBackend:
         request = predict_pb2.PredictRequest(
             model_spec=self._model_spec(signature_name)
         )
-        request.inputs[input_name].CopyFrom(
-            tf.make_tensor_proto(values, dtype=tf.dtypes.as_dtype(declared.dtype_name))
-        )
+        for name, values in inputs.items():
+            request.inputs[name].CopyFrom(
+                tf.make_tensor_proto(
+                    values, dtype=tf.dtypes.as_dtype(declared[name].dtype_name)
+                )
+            )
         response = self._call(self._stub.Predict, request)
         return {
             name: tf.make_ndarray(proto) for name, proto in response.outputs.items()
         }
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     """A SavedModel loaded into this process: a SavedModel folder, or a serving
     folder whose highest integer version folder (or `model_version`) is loaded."""
 
@@ -777,8 +1232,11 @@ class LocalBackend:
             )
         return self.version, available
 
-    def predict(
-        self, signature_name: str, input_name: str, values, declared: TensorSpec
+    def predict_inputs(
+        self,
+        signature_name: str,
+        inputs: dict[str, object],
+        declared: dict[str, TensorSpec],
     ) -> dict[str, np.ndarray]:
         import tensorflow as tf
 
@@ -786,9 +1244,10 @@ class LocalBackend:
         try:
             outputs = function(
                 **{
-                    input_name: tf.constant(
-                        values, tf.dtypes.as_dtype(declared.dtype_name)
+                    name: tf.constant(
+                        values, tf.dtypes.as_dtype(declared[name].dtype_name)
                     )
+                    for name, values in inputs.items()
                 }
             )
         except (tf.errors.InvalidArgumentError, TypeError, ValueError) as error:
@@ -870,13 +1329,18 @@ def open_backend(
 
 
 class Client:
-    """Predicts classes of images through any backend, the same way for all three:
-    metadata first, then the batch split into requests of `batch_size` images."""
+    """Predicts classes of images or table rows through any backend, the same way
+    for all three: metadata first, then the rows or images split into requests of
+    `batch_size`.
+
+    Without a signature name, a table model (one with serving_raw) is asked
+    through serving_raw and any other model through serving_images.
+    """
 
     def __init__(
         self,
         backend,
-        signature_name: str = DEFAULT_SIGNATURE,
+        signature_name: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ):
         if batch_size < 1:
@@ -894,6 +1358,36 @@ class Client:
     def close(self) -> None:
         self.backend.close()
 
+    def _read_signatures(self) -> tuple[int | None, dict[str, SignatureSpec], str, str]:
+        version, available = self.backend.read_signatures()
+        where = f"{self.backend.model_label(version)} via {self.backend.description}"
+        signature_name = self.signature_name or default_signature(available)
+        return version, available, where, signature_name
+
+    def _ask(
+        self,
+        signature_name: str,
+        count: int,
+        make_inputs,
+        declared: dict[str, TensorSpec],
+        where: str,
+        item: str,
+    ) -> tuple[list[Prediction], int]:
+        """Sends rows [start, stop) per request, as make_inputs(start, stop) makes
+        them; returns the predictions in order and the number of requests."""
+        predictions: list[Prediction] = []
+        requests_sent = 0
+        for start in range(0, count, self.batch_size):
+            stop = min(start + self.batch_size, count)
+            outputs = self.backend.predict_inputs(
+                signature_name, make_inputs(start, stop), declared
+            )
+            requests_sent += 1
+            predictions.extend(
+                predictions_from_outputs(outputs, stop - start, where, item)
+            )
+        return predictions, requests_sent
+
     def predict(self, images, source: str = "images") -> PredictionResult:
         """Predicts one [28, 28] image or a batch [N, 28, 28] of raw pixels.
 
@@ -901,34 +1395,65 @@ class Client:
         read and the signature checked before any prediction request.
         """
         batch = as_image_batch(images, source)
-        version, available = self.backend.read_signatures()
-        where = f"{self.backend.model_label(version)} via {self.backend.description}"
-        input_name, declared = check_signature(available, self.signature_name, where)
-        predictions: list[Prediction] = []
-        requests_sent = 0
-        for start in range(0, len(batch), self.batch_size):
-            chunk = batch[start : start + self.batch_size]
-            outputs = self.backend.predict(
-                self.signature_name,
-                input_name,
-                encode_batch(chunk, input_name, declared),
-                declared,
-            )
-            requests_sent += 1
-            predictions.extend(predictions_from_outputs(outputs, len(chunk), where))
+        version, available, where, signature_name = self._read_signatures()
+        input_name, declared = check_signature(available, signature_name, where)
+        predictions, requests_sent = self._ask(
+            signature_name,
+            len(batch),
+            lambda start, stop: {
+                input_name: encode_batch(batch[start:stop], input_name, declared)
+            },
+            {input_name: declared},
+            where,
+            IMAGE_ITEM,
+        )
         return PredictionResult(
             predictions=predictions,
-            signature_name=self.signature_name,
+            signature_name=signature_name,
             model_version=version,
             requests=requests_sent,
+        )
+
+    def predict_table(self, table: LoadedTable) -> PredictionResult:
+        """Predicts every row of CSV files read by load_tables.
+
+        The model's metadata is read first; the signature is checked, then every
+        needed column of every row is converted to its declared dtype, all
+        before any prediction request.
+        """
+        if len(table) == 0:
+            raise TableInputError("no table rows given")
+        version, available, where, signature_name = self._read_signatures()
+        plan = check_table_signature(available, signature_name, where)
+        columns = table_columns(table, plan.columns)
+
+        def make_inputs(start: int, stop: int) -> dict:
+            chunk = {name: values[start:stop] for name, values in columns.items()}
+            if plan.examples is None:
+                return chunk
+            return {
+                signatures.EXAMPLES_INPUT: example_bytes_from_columns(
+                    chunk, plan.columns
+                )
+            }
+
+        predictions, requests_sent = self._ask(
+            signature_name, len(table), make_inputs, plan.inputs, where, ROW_ITEM
+        )
+        return PredictionResult(
+            predictions=predictions,
+            signature_name=signature_name,
+            model_version=version,
+            requests=requests_sent,
+            item=ROW_ITEM,
         )
 
 
 def format_prediction(
     result: PredictionResult, prediction: Prediction, source: str, top: int = 1
 ) -> str:
-    """One tab-separated line: the image's source, then name and probability of
-    the top class, and of the next ones when `top` asks for more."""
+    """One tab-separated line: the image's or row's source, then name and
+    probability of the top class, and of the next ones when `top` asks for more."""
     fields = [source]
     for name, probability in result.top_classes(prediction, top):
         fields.extend([name, f"{probability:.3f}"])
@@ -936,11 +1461,12 @@ def format_prediction(
 
 
 def summary_line(result: PredictionResult, files: int, backend, seconds: float) -> str:
-    """One line: how many images, which model and signature, where, how long."""
-    count, requests = len(result.predictions), result.requests
+    """One line: how many images or rows, which model and signature, where, how
+    long."""
     return (
-        f"{count} image{'s' * (count != 1)} from {files} file{'s' * (files != 1)}: "
+        f"{_count(len(result.predictions), result.item)} from "
+        f"{_count(files, 'file')}: "
         f"{result.signature_name} of {backend.model_label(result.model_version)} "
-        f"via {backend.description}, {requests} request{'s' * (requests != 1)}, "
+        f"via {backend.description}, {_count(result.requests, 'request')}, "
         f"{seconds:.2f} s"
     )

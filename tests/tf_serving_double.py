@@ -3,8 +3,10 @@ TF Serving's REST API and its gRPC PredictionService, by calling the signatures.
 
 No tensorflow_model_server binary is available where these tests run. The double
 copies the server's behaviour where a client depends on it: the URL scheme, row
-and columnar JSON, {"b64": ...} strings, the metadata JSON, HTTP 400/404 with
-{"error": ...}, gRPC INVALID_ARGUMENT/NOT_FOUND, and the latest version served.
+and columnar JSON for one input or several named ones, the JSON types each dtype
+takes (a number for a float, an integer for an int64, a string or {"b64": ...}
+for a string), the metadata JSON, HTTP 400/404 with {"error": ...}, gRPC
+INVALID_ARGUMENT/NOT_FOUND, and the latest version served.
 """
 
 from __future__ import annotations
@@ -155,10 +157,64 @@ class ServedModel:
 # REST
 
 
+def _is_b64(value) -> bool:
+    return isinstance(value, dict) and set(value) == {"b64"}
+
+
+def _json_type(value) -> str:
+    """The JSON type of a value, named as TF Serving's messages name it."""
+    if value is None:
+        return "Null"
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, (int, float)):
+        return "Number"
+    if isinstance(value, str):
+        return "String"
+    return "Array" if isinstance(value, list) else "Object"
+
+
+def _type_error(value, dtype: tf.dtypes.DType) -> ServingError:
+    return _invalid(
+        f"JSON Value: {json.dumps(value)} Type: {_json_type(value)} is not of "
+        f"expected type: {dtype.name}"
+    )
+
+
+def _check_leaf(value, dtype: tf.dtypes.DType) -> None:
+    """Refuses a JSON value the tensor's dtype cannot hold, as TF Serving does:
+    a float takes any number, an integer only a JSON integer, a string only a
+    string or {"b64": ...}; nothing is converted from a string or a bool."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if dtype == tf.string:
+        ok = isinstance(value, str) or _is_b64(value)
+    elif dtype == tf.bool:
+        ok = isinstance(value, bool)
+    elif dtype.is_floating:
+        ok = is_number
+    elif dtype.is_integer:
+        ok = is_number and isinstance(value, int)
+    else:
+        raise ServingError(
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"Conversion of JSON Value: {json.dumps(value)} to type: {dtype.name}",
+        )
+    if not ok:
+        raise _type_error(value, dtype)
+
+
+def _check_values(value, dtype: tf.dtypes.DType) -> None:
+    if isinstance(value, list):
+        for item in value:
+            _check_values(item, dtype)
+    else:
+        _check_leaf(value, dtype)
+
+
 def _decode_strings(value):
     """JSON strings and {"b64": ...} objects, nested in lists, as bytes."""
     if isinstance(value, dict):
-        if set(value) != {"b64"}:
+        if not _is_b64(value):
             raise _invalid(f'expected a string or {{"b64": ...}}, got {value}')
         try:
             return base64.b64decode(value["b64"], validate=True)
@@ -173,6 +229,7 @@ def _decode_strings(value):
 
 def _json_to_array(value, info) -> np.ndarray:
     dtype = tf.dtypes.as_dtype(info.dtype)
+    _check_values(value, dtype)
     if dtype == tf.string:
         return np.array(_decode_strings(value), dtype=object)
     try:
@@ -181,6 +238,50 @@ def _json_to_array(value, info) -> np.ndarray:
         raise _invalid(
             f"cannot read the JSON value as a tensor of {dtype.name}: {error}"
         ) from error
+
+
+def _is_named_object(value) -> bool:
+    return isinstance(value, dict) and not _is_b64(value)
+
+
+def _row_columns(instances: list, infos) -> dict[str, list]:
+    """The row format's instances as one list per input, checked as TF Serving
+    checks them: all objects naming every input exactly once, or all plain
+    values when the signature has one input."""
+    names = sorted(infos)
+    if not _is_named_object(instances[0]):
+        if len(names) > 1:
+            raise _invalid(
+                "instances is a plain list, but expecting list of objects as "
+                "multiple input tensors required as per tensorinfo_map"
+            )
+        for index, row in enumerate(instances):
+            if _is_named_object(row):
+                raise _invalid(
+                    f"Expecting value/list but got object at item {index} of input list"
+                )
+        return {names[0]: instances}
+    for index, row in enumerate(instances):
+        if not _is_named_object(row):
+            raise _invalid(
+                f"Expecting object but got list at item {index} of input list"
+            )
+        for key, value in row.items():
+            try:
+                if key not in infos:
+                    raise _invalid(f"JSON object: does not have named input: {key}")
+                _check_values(value, tf.dtypes.as_dtype(infos[key].dtype))
+            except ServingError as error:
+                raise _invalid(
+                    f"Failed to process element: {index} key: {key} of "
+                    f"'instances' list. Error: {error.message}"
+                ) from error
+        if sorted(row) != names:
+            raise _invalid(
+                f"Failed to process element: {index} of 'instances' list. JSON "
+                f"object: {json.dumps(row)} keys must be equal to: {','.join(names)}"
+            )
+    return {name: [row[name] for row in instances] for name in names}
 
 
 def _array_to_json(name: str, array: np.ndarray):
@@ -212,29 +313,25 @@ def rest_predict(model: ServedModel, body: dict) -> dict:
         instances = body["instances"]
         if not isinstance(instances, list) or not instances:
             raise _invalid("'instances' must be a non-empty JSON list")
-        if all(isinstance(row, dict) and "b64" not in row for row in instances):
-            columns = {name: [row.get(name) for row in instances] for name in names}
-        elif len(names) == 1:
-            columns = {names[0]: instances}
-        else:
-            raise _invalid(
-                "Expecting object but got list at item 0 of input list; "
-                f"the signature has {len(names)} inputs"
-            )
+        columns = _row_columns(instances, infos)
     else:
         inputs = body["inputs"]
-        if isinstance(inputs, dict) and "b64" not in inputs:
-            columns = inputs
+        if _is_named_object(inputs):
+            # Keys that name no input are ignored, as by TF Serving.
+            missing = [name for name in names if name not in inputs]
+            if missing:
+                raise _invalid(f"Missing named input: {missing[0]} in 'inputs' object.")
+            columns = {name: inputs[name] for name in names}
         elif len(names) == 1:
             columns = {names[0]: inputs}
         else:
-            raise _invalid("'inputs' must name each of several inputs")
+            raise _invalid(
+                "inputs is a plain value/list, but expecting an object as multiple "
+                "input tensors required as per tensorinfo_map"
+            )
     arrays = {
-        name: _json_to_array(value, infos[name])
-        for name, value in columns.items()
-        if name in infos
+        name: _json_to_array(value, infos[name]) for name, value in columns.items()
     }
-    arrays.update({name: value for name, value in columns.items() if name not in infos})
     outputs = model.predict(signature_name, arrays)
     if "inputs" in body:
         if len(outputs) == 1:
@@ -325,6 +422,7 @@ def _make_rest_handler(double: TFServingDouble):
                     body = json.loads(self.rfile.read(length) or b"null")
                 except ValueError as error:
                     raise _invalid(f"JSON Parse error: {error}") from error
+                double.rest_bodies.append(body)
                 return rest_predict(model, body)
             match = _MODEL_PATH.fullmatch(self.path)
             if match is None:
@@ -408,12 +506,14 @@ class TFServingDouble:
     """REST and gRPC on ephemeral loopback ports; use as a context manager.
 
     `requests` records every call in arrival order: ("rest", method, path) or
-    ("grpc", method, model name).
+    ("grpc", method, model name); `rest_bodies` the JSON body of every REST
+    :predict request that could be parsed.
     """
 
     def __init__(self, model_name: str, base_path: str):
         self.model = ServedModel(model_name, base_path)
         self.requests: list[tuple[str, str, str]] = []
+        self.rest_bodies: list = []
         self._http = http.server.ThreadingHTTPServer(
             (LOOPBACK, 0), _make_rest_handler(self)
         )
