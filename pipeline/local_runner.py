@@ -6,8 +6,11 @@ The run's summary is built from the metadata store afterwards and written to
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import time
+from collections.abc import Iterator
 
 from absl import logging
 from tfx import v1 as tfx
@@ -29,8 +32,53 @@ def _cause_of_type(error: BaseException | None, types: tuple[type, ...]):
     return None
 
 
+RUN_LOCK_FILE = ".run.lock"
+
+
+@contextlib.contextmanager
+def exclusive_run(config: PipelineConfig) -> Iterator[None]:
+    """Holds the pipeline's run lock; a second run waits for the first.
+
+    Two runs on one metadata store and one pipeline root would race on the
+    same cache entries and the same "latest" summary. The lock is a flock on a
+    file beside the metadata store, so it is released when its process dies,
+    even by SIGKILL.
+    """
+    folder = os.path.dirname(config.metadata_path)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, RUN_LOCK_FILE), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            logging.info(
+                "Waiting for the other run of '%s' in %s (%s) to finish",
+                config.pipeline_name,
+                config.output_dir,
+                holder,
+            )
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def run(config: PipelineConfig) -> summary.RunSummary:
-    """Runs the pipeline; returns its summary whether it succeeded or not."""
+    """Runs the pipeline; returns its summary whether it succeeded or not.
+
+    Runs of the same pipeline in the same output folder take turns.
+    """
+    with exclusive_run(config):
+        return _run_locked(config)
+
+
+def _run_locked(config: PipelineConfig) -> summary.RunSummary:
     last_error = None
     logging.info(
         "Pipeline '%s': preset %s, %d epochs, data %s%s, outputs in %s",
