@@ -48,6 +48,33 @@ class DataAnomaliesError(RuntimeError):
         )
 
 
+def anomalies_of_split(split: str, proto: anomalies_pb2.Anomalies) -> list[Anomaly]:
+    """The anomalies TFDV recorded for one split, feature by feature."""
+    found = []
+    for feature, info in sorted(proto.anomaly_info.items()):
+        found.append(
+            Anomaly(
+                split=split,
+                feature=feature,
+                severity=anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
+                short_description=info.short_description,
+                description=info.description,
+            )
+        )
+    if proto.HasField("dataset_anomaly_info"):
+        info = proto.dataset_anomaly_info
+        found.append(
+            Anomaly(
+                split=split,
+                feature="(dataset)",
+                severity=anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
+                short_description=info.short_description,
+                description=info.description,
+            )
+        )
+    return found
+
+
 def read_anomalies(uri: str, split_names: list[str]) -> list[Anomaly]:
     """Reads every split's anomalies from an ExampleAnomalies artifact's folder."""
     found = []
@@ -56,27 +83,7 @@ def read_anomalies(uri: str, split_names: list[str]) -> list[Anomaly]:
         proto = anomalies_pb2.Anomalies()
         with fileio.open(path, "rb") as stream:
             proto.ParseFromString(stream.read())
-        for feature, info in sorted(proto.anomaly_info.items()):
-            found.append(
-                Anomaly(
-                    split=split,
-                    feature=feature,
-                    severity=anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
-                    short_description=info.short_description,
-                    description=info.description,
-                )
-            )
-        if proto.HasField("dataset_anomaly_info"):
-            info = proto.dataset_anomaly_info
-            found.append(
-                Anomaly(
-                    split=split,
-                    feature="(dataset)",
-                    severity=anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
-                    short_description=info.short_description,
-                    description=info.description,
-                )
-            )
+        found.extend(anomalies_of_split(split, proto))
     return found
 
 

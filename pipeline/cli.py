@@ -169,6 +169,30 @@ def _infer_schema(args) -> int:
     return 0
 
 
+def _validate(args) -> int:
+    from components.errors import InputDataError
+    from pipeline import validate
+    from pipeline.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config, _overrides(args))
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    output_dir = os.path.abspath(
+        args.report_dir or os.path.join(config.output_dir, "validation")
+    )
+    try:
+        result = validate.validate_data(config, output_dir)
+    except InputDataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DATA
+    with open(result.text_path) as stream:
+        print(stream.read(), end="")
+    print(f"Report: {result.html_path}")
+    return EXIT_DATA if result.errors else 0
+
+
 def _show_config(args) -> int:
     from pipeline.config import ConfigError, load_config, to_yaml
 
@@ -445,6 +469,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     infer.add_argument(
         "--overwrite", action="store_true", help="replace an existing schema file"
+    )
+    check = add(
+        "validate",
+        _validate,
+        "check a data folder against the schema without training (exit 3 on ERROR)",
+    )
+    check.add_argument(
+        "--report-dir",
+        help="where to write anomalies.txt and validation.html "
+        "(default: <output_dir>/validation)",
     )
     add("show-config", _show_config, "print the effective config as YAML")
     add("summary", _show_summary, "print the summary of the latest run")
