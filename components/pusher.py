@@ -112,6 +112,30 @@ def _flush_tree(root: str) -> None:
         _fsync_folder(folder)
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_abandoned_staging(serving_model_dir: str) -> None:
+    """Removes the staging folders of pushes whose process was killed.
+
+    A killed push never reaches its cleanup; its half-copied folder is hidden
+    from TF Serving by its name, and removed here by the next push.
+    """
+    for name in os.listdir(serving_model_dir):
+        if not name.startswith(STAGING_PREFIX):
+            continue
+        pid_text = name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if pid_text.isdigit() and not _process_alive(int(pid_text)):
+            shutil.rmtree(os.path.join(serving_model_dir, name), ignore_errors=True)
+
+
 def tree_digest(root: str) -> str:
     """A SHA-256 over every file's relative path and bytes below root."""
     digest = hashlib.sha256()
@@ -163,12 +187,15 @@ def publish(model_dir: str, serving_model_dir: str) -> Published:
         )
     if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):
         raise PushError(f"{model_dir} holds no saved_model.pb; nothing to push")
-    staging = os.path.join(serving_model_dir, f"{STAGING_PREFIX}{uuid.uuid4().hex}")
+    staging = os.path.join(
+        serving_model_dir, f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
+    )
     try:
         os.makedirs(serving_model_dir, exist_ok=True)
         shutil.copytree(model_dir, staging)
         _flush_tree(staging)
         with _exclusive_lock(serving_model_dir):
+            _remove_abandoned_staging(serving_model_dir)
             served = served_version_of(staging, serving_model_dir)
             if served is not None:
                 path = os.path.join(serving_model_dir, str(served))

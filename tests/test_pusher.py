@@ -3,6 +3,8 @@ nothing ever overwritten, even with pushes at once."""
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 
@@ -131,3 +133,19 @@ def test_same_model_again_is_already_served_not_a_new_version(tmp_path):
 def test_remote_destinations_are_refused_with_a_reason(tmp_path):
     with pytest.raises(pusher.PushError, match="only local or mounted"):
         pusher.publish(_fake_model(tmp_path / "m"), "gs://bucket/models")
+
+
+def test_a_killed_pushs_staging_folder_is_removed_by_the_next_push(tmp_path):
+    serving = tmp_path / "serving"
+    serving.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    abandoned = serving / f"{pusher.STAGING_PREFIX}{dead.pid}-0123"
+    (abandoned / "variables").mkdir(parents=True)
+    alive = serving / f"{pusher.STAGING_PREFIX}{os.getpid()}-4567"
+    alive.mkdir()
+    published = pusher.publish(_fake_model(tmp_path / "model"), str(serving))
+    assert published.version == 1
+    assert not abandoned.exists()
+    # A push still running in a live process keeps its folder.
+    assert alive.exists()
