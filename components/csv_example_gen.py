@@ -12,6 +12,7 @@ does the parsing, so quoted fields may hold commas, quotes and line breaks.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -106,7 +107,10 @@ def _read_text(path: str) -> str:
 
 def _rows(path: str) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     """The header, and (line number, cells) for each non-blank row."""
-    reader = csv.reader(_read_text(path).splitlines(keepends=True), strict=True)
+    # newline="" ends lines at \n, \r and \r\n only, as the csv module expects;
+    # str.splitlines would also break at form feeds, U+2028 and other
+    # characters a text cell may hold, splitting a row and shifting line numbers.
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), strict=True)
 
     def parse(step):
         try:

@@ -256,3 +256,17 @@ def test_a_split_folder_without_csv_files_is_named(tmp_path):
     with pytest.raises(CsvFormatError) as error:
         _run_executor(data, tmp_path / "out")
     assert str(error.value) == f"no CSV file matches {data}/eval/*.csv"
+
+
+def test_only_newlines_end_a_row_so_line_numbers_stay_right(tmp_path):
+    # A form feed, a vertical tab and U+2028 are characters of a text cell,
+    # not line breaks, in a CSV file as in an editor.
+    path = _write(
+        tmp_path,
+        HEADER + '1,4,page\x0cbreak,cat\n2,4,"a\u2028b",dog\n3,4,tab\x0b,bird\n'
+        "4,4,calm,fish\n",
+    )
+    with pytest.raises(CsvFormatError, match=r"\n  line 5, column 'label': 'fish'"):
+        csv_example_gen.check_file(path, SPEC)
+    path = _write(tmp_path, HEADER + '1,4,page\x0cbreak,cat\n2,4,"a\u2028b",dog\n')
+    assert [row["note"] for row in _read(path)] == [["page\x0cbreak"], ["a\u2028b"]]
