@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 from tfx.components.example_gen import driver
 from tfx.components.example_gen import utils as example_gen_utils
@@ -41,6 +42,8 @@ MAX_EXAMPLES_KEY = "max_examples_per_split"
 CODE_VERSION_KEY = "code_version"
 # Enough to see the pattern of a problem without drowning in it.
 MAX_REPORTED_ERRORS = 10
+# tf.Example stores floats as float32: a larger number would become infinity.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class CsvFormatError(InputDataError):
@@ -65,6 +68,11 @@ def _parse_cell(value: str, kind: str) -> float | int | bytes:
         raise ValueError(f"{value!r} is not a number") from None
     if not math.isfinite(number):
         raise ValueError(f"{value!r} is not a finite number")
+    if abs(number) > FLOAT32_MAX:
+        raise ValueError(
+            f"{value!r} is beyond the float32 range (+-{FLOAT32_MAX:.7g}) "
+            "and would be stored as infinity"
+        )
     return number
 
 

@@ -270,3 +270,15 @@ def test_only_newlines_end_a_row_so_line_numbers_stay_right(tmp_path):
         csv_example_gen.check_file(path, SPEC)
     path = _write(tmp_path, HEADER + '1,4,page\x0cbreak,cat\n2,4,"a\u2028b",dog\n')
     assert [row["note"] for row in _read(path)] == [["page\x0cbreak"], ["a\u2028b"]]
+
+
+def test_a_number_beyond_float32_is_refused_not_stored_as_infinity(tmp_path):
+    path = _write(tmp_path, HEADER + GOOD_ROW + "-1e39,4,calm,cat\n")
+    with pytest.raises(CsvFormatError) as error:
+        csv_example_gen.check_file(path, SPEC)
+    assert str(error.value).endswith(
+        "line 3, column 'weight': '-1e39' is beyond the float32 range "
+        "(+-3.402823e+38) and would be stored as infinity"
+    )
+    path = _write(tmp_path, HEADER + "3e38,4,calm,cat\n")
+    assert _read(path)[0]["weight"] == [pytest.approx(3e38, rel=1e-6)]
