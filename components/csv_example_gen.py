@@ -44,6 +44,7 @@ CODE_VERSION_KEY = "code_version"
 MAX_REPORTED_ERRORS = 10
 # tf.Example stores floats as float32: a larger number would become infinity.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class CsvFormatError(InputDataError):
@@ -59,9 +60,11 @@ def _parse_cell(value: str, kind: str) -> float | int | bytes:
         raise ValueError("the cell is blank")
     if kind == data_spec.INT:
         try:
-            return int(text)
+            return _int64(text)
         except ValueError:
             raise ValueError(f"{value!r} is not an integer") from None
+        except OverflowError as error:
+            raise ValueError(f"{value!r} {error}") from None
     try:
         number = float(text)
     except ValueError:
@@ -76,13 +79,23 @@ def _parse_cell(value: str, kind: str) -> float | int | bytes:
     return number
 
 
+def _int64(text: str) -> int:
+    """An integer; OverflowError when tf.Example's int64 cannot hold it."""
+    number = int(text)
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise OverflowError("is beyond the int64 range")
+    return number
+
+
 def _parse_label(value: str, spec: data_spec.DataSpec) -> int:
     """A class name or a class id; ids are range-checked by the schema."""
     text = value.strip()
     if text in spec.class_names:
         return spec.class_names.index(text)
     try:
-        return int(text)
+        return _int64(text)
+    except OverflowError as error:
+        raise ValueError(f"{value!r} {error}") from None
     except ValueError:
         if not text:
             raise ValueError("the label is blank") from None

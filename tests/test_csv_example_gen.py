@@ -282,3 +282,21 @@ def test_a_number_beyond_float32_is_refused_not_stored_as_infinity(tmp_path):
     )
     path = _write(tmp_path, HEADER + "3e38,4,calm,cat\n")
     assert _read(path)[0]["weight"] == [pytest.approx(3e38, rel=1e-6)]
+
+
+def test_an_integer_beyond_int64_is_reported_with_its_line(tmp_path):
+    big = str(2**63)
+    path = _write(
+        tmp_path,
+        HEADER + f"1,{big},calm,cat\n2,-{big},calm,cat\n3,4,calm,{big}\n",
+    )
+    with pytest.raises(CsvFormatError) as error:
+        csv_example_gen.check_file(path, SPEC)
+    assert str(error.value).splitlines()[1:] == [
+        f"  line 2, column 'legs': '{big}' is beyond the int64 range",
+        f"  line 4, column 'label': '{big}' is beyond the int64 range",
+    ]
+    with pytest.raises(CsvFormatError, match=f"{path} line 2, column 'legs'"):
+        list(csv_example_gen.read_examples(path, SPEC))
+    path = _write(tmp_path, HEADER + f"1,-{big},calm,{2**63 - 1}\n")
+    assert _read(path)[0]["legs"] == [-(2**63)]
