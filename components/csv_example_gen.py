@@ -66,7 +66,7 @@ def _parse_cell(value: str, kind: str) -> float | int | bytes:
         except OverflowError as error:
             raise ValueError(f"{value!r} {error}") from None
     try:
-        number = float(text)
+        number = _python_number(float, text)
     except ValueError:
         raise ValueError(f"{value!r} is not a number") from None
     if not math.isfinite(number):
@@ -79,9 +79,20 @@ def _parse_cell(value: str, kind: str) -> float | int | bytes:
     return number
 
 
+def _python_number(kind, text: str):
+    """int(text) or float(text), without Python's digit separators.
+
+    Python reads "1_000" as 1000; in a CSV file it is not a number, and taking
+    it as one would silently change the data.
+    """
+    if "_" in text:
+        raise ValueError(text)
+    return kind(text)
+
+
 def _int64(text: str) -> int:
     """An integer; OverflowError when tf.Example's int64 cannot hold it."""
-    number = int(text)
+    number = _python_number(int, text)
     if not INT64_MIN <= number <= INT64_MAX:
         raise OverflowError("is beyond the int64 range")
     return number

@@ -300,3 +300,15 @@ def test_an_integer_beyond_int64_is_reported_with_its_line(tmp_path):
         list(csv_example_gen.read_examples(path, SPEC))
     path = _write(tmp_path, HEADER + f"1,-{big},calm,{2**63 - 1}\n")
     assert _read(path)[0]["legs"] == [-(2**63)]
+
+
+def test_python_digit_separators_are_not_numbers(tmp_path):
+    path = _write(tmp_path, HEADER + "1_5,4,calm,cat\n2,1_0,calm,cat\n3,4,calm,1_0\n")
+    with pytest.raises(CsvFormatError) as error:
+        csv_example_gen.check_file(path, SPEC)
+    assert str(error.value).splitlines()[1:] == [
+        "  line 2, column 'weight': '1_5' is not a number",
+        "  line 3, column 'legs': '1_0' is not an integer",
+        "  line 4, column 'label': '1_0' is neither a class id nor one of the "
+        "class names ['cat', 'dog', 'bird']",
+    ]
