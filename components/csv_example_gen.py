@@ -132,8 +132,11 @@ def _read_text(path: str) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
+        before = raw[: error.start]
+        line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
         raise CsvFormatError(
-            f"{path}: not UTF-8 text (byte {error.start}); save it as UTF-8 CSV"
+            f"{path} line {line}: not UTF-8 text (byte {error.start} of the file); "
+            "save it as UTF-8 CSV"
         ) from None
 
 

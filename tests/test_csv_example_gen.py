@@ -183,11 +183,14 @@ def test_file_level_problems_name_the_file(tmp_path, content, message):
         assert str(error.value) == message.format(path=path)
 
 
-def test_a_file_that_is_not_utf8_is_refused_naming_it(tmp_path):
-    path = _write(tmp_path, (HEADER + "4.5,4,café,cat\n").encode("latin-1"))
-    with pytest.raises(CsvFormatError, match="not UTF-8 text") as error:
+def test_a_file_that_is_not_utf8_is_refused_naming_its_line(tmp_path):
+    text = HEADER + GOOD_ROW + "\r\n" + "4.5,4,café,cat\r\n"
+    path = _write(tmp_path, text.encode("latin-1"))
+    with pytest.raises(CsvFormatError) as error:
         csv_example_gen.check_file(path, SPEC)
-    assert str(error.value).startswith(path)
+    assert str(error.value) == (
+        f"{path} line 4: not UTF-8 text (byte 49 of the file); save it as UTF-8 CSV"
+    )
 
 
 def _run_executor(input_base, output_dir, max_examples=None):
