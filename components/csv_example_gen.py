@@ -153,10 +153,6 @@ def _rows(path: str) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
         except csv.Error as error:
             raise CsvFormatError(f"{path} line {reader.line_num}: {error}") from None
 
-    header = parse(lambda: next(reader, None))
-    if header is None:
-        raise CsvFormatError(f"{path} is empty; expected a header line")
-
     def rows():
         while True:
             cells = parse(lambda: next(reader, None))
@@ -165,7 +161,13 @@ def _rows(path: str) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
             if any(cell.strip() for cell in cells):
                 yield reader.line_num, cells
 
-    return [name.strip() for name in header], rows()
+    # Blank lines are skipped before the header as well as after it.
+    records = rows()
+    first = next(records, None)
+    if first is None:
+        raise CsvFormatError(f"{path} is empty; expected a header line")
+    _, header = first
+    return [name.strip() for name in header], records
 
 
 def check_header(path: str, header: list[str], spec: data_spec.DataSpec) -> None:

@@ -315,3 +315,19 @@ def test_python_digit_separators_are_not_numbers(tmp_path):
         "  line 4, column 'label': '1_0' is neither a class id nor one of the "
         "class names ['cat', 'dog', 'bird']",
     ]
+
+
+def test_blank_lines_before_the_header_are_skipped(tmp_path):
+    path = _write(
+        tmp_path, "\ufeff\n  \n" + HEADER + "4.5,4,calm,dog\n4.5,x,calm,dog\n"
+    )
+    with pytest.raises(CsvFormatError) as error:
+        csv_example_gen.check_file(path, SPEC)
+    assert str(error.value).endswith("line 5, column 'legs': 'x' is not an integer")
+    path = _write(tmp_path, "\n\n" + HEADER + GOOD_ROW)
+    assert _read(path) == [
+        {"weight": [4.5], "legs": [4], "note": ["calm"], "label": [0]}
+    ]
+    path = _write(tmp_path, "\n \n")
+    with pytest.raises(CsvFormatError, match="is empty; expected a header line"):
+        csv_example_gen.check_file(path, SPEC)
