@@ -240,7 +240,7 @@ def _convert(path, spec, limit, collect_errors):
         shown = "\n  ".join(errors[:MAX_REPORTED_ERRORS])
         more = len(errors) - MAX_REPORTED_ERRORS
         raise CsvFormatError(
-            f"{path}: {len(errors)} problems\n  {shown}"
+            f"{path}: {len(errors)} problem{'' if len(errors) == 1 else 's'}\n  {shown}"
             + (f"\n  ... and {more} more" if more > 0 else "")
         )
     if count == 0:

@@ -118,7 +118,7 @@ def test_each_problem_names_the_file_line_and_column(tmp_path, row, problem):
     path = _write(tmp_path, HEADER + GOOD_ROW + row + "\n" + GOOD_ROW)
     with pytest.raises(CsvFormatError) as checked:
         csv_example_gen.check_file(path, SPEC)
-    assert str(checked.value) == f"{path}: 1 problems\n  {problem}"
+    assert str(checked.value) == f"{path}: 1 problem\n  {problem}"
     with pytest.raises(CsvFormatError) as read:
         list(csv_example_gen.read_examples(path, SPEC))
     assert str(read.value) == f"{path} {problem}"
@@ -247,7 +247,7 @@ def test_a_bad_row_fails_the_executor_before_any_split_is_written(tmp_path):
     with pytest.raises(CsvFormatError) as error:
         _run_executor(data, tmp_path / "out")
     assert str(error.value) == (
-        f"{bad}: 1 problems\n  line 3, column 'legs': 'four' is not an integer"
+        f"{bad}: 1 problem\n  line 3, column 'legs': 'four' is not an integer"
     )
     assert not (tmp_path / "out" / "Split-train").exists()
 
