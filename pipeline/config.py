@@ -281,15 +281,23 @@ def _coerce(name: str, value, kind):
         return str(value)
     if typing.get_origin(kind) is tuple:
         if isinstance(value, str):
-            value = (
-                yaml.safe_load(value)
-                if value.strip().startswith("[")
-                else value.split()
-            )
+            value = _text_list(name, value)
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name}: expected a list, got {value!r}")
         return tuple(str(item) for item in value)
     raise ConfigError(f"{name}: unsupported field type {kind}")
+
+
+def _text_list(name: str, text: str) -> list:
+    """A list given as text: "[a, b]" in YAML's flow style, or "a b"."""
+    if not text.strip().startswith("["):
+        return text.split()
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(
+            f"{name}: {text!r} is not a list like [a, b]: {str(error).splitlines()[0]}"
+        ) from None
 
 
 def _set(values: dict, dotted: str, raw, source: str) -> None:

@@ -319,3 +319,10 @@ def test_show_config_exits_2_naming_a_custom_only_field(capsys):
     )
     assert code == cli.EXIT_CONFIG
     assert "data.num_classes: only for data.dataset=custom" in capsys.readouterr().err
+
+
+def test_an_unclosed_list_is_a_config_error(capsys):
+    with pytest.raises(ConfigError, match=r"^data.class_names: '\[a, b' is not a list"):
+        _load(["data.class_names=[a, b"])
+    assert cli.main(["show-config", "--set", "data.class_names=[a, b"]) == 2
+    assert "config error: data.class_names:" in capsys.readouterr().err
