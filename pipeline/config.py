@@ -284,16 +284,26 @@ def _coerce(name: str, value, kind):
             value = _text_list(name, value)
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name}: expected a list, got {value!r}")
+        for item in value:
+            if item is None or isinstance(item, (bool, dict, list)):
+                raise ConfigError(
+                    f"{name}: item {item!r} is not text; YAML reads yes, no, on, "
+                    "off, true and false as booleans, null as nothing and a: b as "
+                    "a mapping, so put such an item in quotes"
+                )
         return tuple(str(item) for item in value)
     raise ConfigError(f"{name}: unsupported field type {kind}")
 
 
 def _text_list(name: str, text: str) -> list:
-    """A list given as text: "[a, b]" in YAML's flow style, or "a b"."""
+    """A list given as text: "[a, b]" in YAML's flow style, or "a b".
+
+    Every item stays the text it was: a class named yes stays "yes", not True.
+    """
     if not text.strip().startswith("["):
         return text.split()
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=yaml.BaseLoader)
     except yaml.YAMLError as error:
         raise ConfigError(
             f"{name}: {text!r} is not a list like [a, b]: {str(error).splitlines()[0]}"

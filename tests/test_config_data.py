@@ -326,3 +326,31 @@ def test_an_unclosed_list_is_a_config_error(capsys):
         _load(["data.class_names=[a, b"])
     assert cli.main(["show-config", "--set", "data.class_names=[a, b"]) == 2
     assert "config error: data.class_names:" in capsys.readouterr().err
+
+
+def test_list_items_given_as_text_stay_text(custom):
+    config = _load(custom + ["data.class_names=[no, yes]"])
+    assert config.data_spec.class_names == ("no", "yes")
+    config = load_config(
+        overrides=_without(custom, "data.class_names"),
+        environ={"KPIPE_DATA__CLASS_NAMES": "[off, on, null, 010]"},
+    )
+    assert config.data_spec.class_names == ("off", "on", "null", "010")
+
+
+def test_list_items_yaml_reads_as_booleans_are_refused_naming_the_field(
+    custom, tmp_path
+):
+    path = tmp_path / "config.yaml"
+    path.write_text("data:\n  class_names: [no, yes]\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(str(path), _without(custom, "data.class_names"), environ={})
+    assert str(error.value).startswith(
+        "data.class_names: item False is not text; YAML reads yes, no, on, off, "
+        "true and false as booleans"
+    )
+    path.write_text("data:\n  class_names: ['no', 'yes']\n")
+    config = load_config(str(path), _without(custom, "data.class_names"), environ={})
+    assert config.data_spec.class_names == ("no", "yes")
+    with pytest.raises(ConfigError, match=r"item \{'x': 'float'\} is not text"):
+        _load(custom + ["data.features=[x: float]"])
