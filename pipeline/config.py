@@ -502,6 +502,12 @@ def _validate_data(config: PipelineConfig, require, check_schema: bool) -> None:
             "data.class_names or data.num_classes: a classifier needs at least "
             "2 classes",
         )
+        # ImportExampleGen copies every record; it has no cap to pass this to.
+        require(
+            data.format != data_spec.TFRECORD or not data.max_examples_per_split,
+            "data.max_examples_per_split: not supported for tfrecord data, which "
+            "is imported whole; set it to 0, or write a smaller file",
+        )
         if data.format == data_spec.IDX:
             require(not data.features, "data.features: IDX images have no columns")
         else:

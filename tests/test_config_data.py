@@ -354,3 +354,15 @@ def test_list_items_yaml_reads_as_booleans_are_refused_naming_the_field(
     assert config.data_spec.class_names == ("no", "yes")
     with pytest.raises(ConfigError, match=r"item \{'x': 'float'\} is not text"):
         _load(custom + ["data.features=[x: float]"])
+
+
+def test_a_cap_on_tfrecord_data_is_refused_not_ignored(custom):
+    overrides = _without(custom, "data.format") + ["data.format=tfrecord"]
+    assert _load(overrides).data.max_examples_per_split == 0
+    with pytest.raises(ConfigError) as error:
+        _load(overrides + ["data.max_examples_per_split=100"])
+    assert str(error.value) == (
+        "data.max_examples_per_split: not supported for tfrecord data, which is "
+        "imported whole; set it to 0, or write a smaller file"
+    )
+    assert _load(custom + ["data.max_examples_per_split=100"])
