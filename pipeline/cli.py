@@ -210,7 +210,7 @@ def _exit_code(outcome: str) -> int:
 
 
 def _lr_sweep(args) -> int:
-    from pipeline import lr_sweep
+    from components import data_spec
     from pipeline.config import ConfigError, load_config
 
     try:
@@ -218,6 +218,16 @@ def _lr_sweep(args) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    if config.data_spec.kind != data_spec.IMAGE:
+        print(
+            "config error: lr-sweep trains image presets on IDX files; "
+            f"{config.data.dataset} is a table. Set lr_finder.enabled=true and "
+            "run the pipeline to choose a table model's learning rate.",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    from pipeline import lr_sweep
+
     output_dir = os.path.join(config.output_dir, "lr_sweep", args.sweep_preset)
     try:
         os.makedirs(output_dir, exist_ok=True)

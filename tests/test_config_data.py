@@ -366,3 +366,12 @@ def test_a_cap_on_tfrecord_data_is_refused_not_ignored(custom):
         "imported whole; set it to 0, or write a smaller file"
     )
     assert _load(custom + ["data.max_examples_per_split=100"])
+
+
+def test_lr_sweep_on_a_table_exits_2_pointing_to_the_finder(capsys, tmp_path):
+    code = cli.main(
+        ["lr-sweep", "--set", "data.dataset=circles", "--output-dir", str(tmp_path)]
+    )
+    assert code == cli.EXIT_CONFIG
+    assert "circles is a table. Set lr_finder.enabled=true" in capsys.readouterr().err
+    assert not (tmp_path / "lr_sweep").exists()
