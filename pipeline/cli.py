@@ -101,8 +101,15 @@ def _configure_logging(verbose: bool) -> None:
             handler.addFilter(_ProgressFilter())
 
 
-def _run(args) -> int:
+def _write_builtin_table(config) -> None:
+    """Writes a built-in table's CSV files into its data folder (if changed)."""
     from components import tabular_data
+
+    if config.data.dataset in tabular_data.BUILTIN_NAMES:
+        tabular_data.write_builtin(config.data.dataset, config.data.data_dir)
+
+
+def _run(args) -> int:
     from pipeline import local_runner, summary
     from pipeline.config import ConfigError, load_config
     from pipeline.pipeline import check_infra_validation_platform
@@ -121,8 +128,7 @@ def _run(args) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    if config.data.dataset in tabular_data.BUILTIN_NAMES:
-        tabular_data.write_builtin(config.data.dataset, config.data.data_dir)
+    _write_builtin_table(config)
     result = local_runner.run(config)
     print("\n" + summary.render(result), flush=True)
     return _exit_code(result.outcome)
@@ -155,6 +161,7 @@ def _infer_schema(args) -> int:
         return EXIT_CONFIG
     output_path = os.path.abspath(args.output or config.schema_file)
     try:
+        _write_builtin_table(config)
         count = infer_schema.write_draft(config, output_path, args.overwrite)
     except (infer_schema.InferSchemaError, InputDataError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -146,3 +146,19 @@ def test_a_bad_row_exits_3_naming_its_line_and_writes_nothing(tmp_path):
     assert run.code == cli.EXIT_DATA
     assert f"{train} line 18, column 'y': '?' is not a number" in run.err
     assert not output.exists()
+
+
+def test_a_built_in_table_is_written_before_its_schema_is_drafted(tmp_path):
+    output = tmp_path / "schema.pbtxt"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(
+            ["infer-schema", "--set", "data.dataset=circles"]
+            + ["--output-dir", str(tmp_path), "--output", str(output)]
+        )
+    assert code == 0, err.getvalue()
+    assert (
+        f"inferred from {tabular_data.CIRCLES_POINTS * 4 // 5} rows" in out.getvalue()
+    )
+    assert (tmp_path / "data" / "circles" / "train" / "data.csv").exists()
+    assert "#   x: min " in output.read_text()
