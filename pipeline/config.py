@@ -580,8 +580,11 @@ def _resolve_defaults(values: dict, explicit: set[str]) -> None:
     if dataset not in DATASETS:
         raise ConfigError(f"data.dataset: {dataset!r} is not one of {list(DATASETS)}")
     if dataset != CUSTOM_DATASET:
+        unset = dataclasses.asdict(DataConfig())
         for name in _CUSTOM_ONLY_FIELDS:
-            if f"data.{name}" in explicit:
+            # An empty value, as show-config and latest_config.yaml write it
+            # for every data set, says nothing and is accepted.
+            if f"data.{name}" in explicit and data[name] != unset[name]:
                 raise ConfigError(
                     f"data.{name}: only for data.dataset=custom; {dataset} "
                     "defines its own columns and classes"

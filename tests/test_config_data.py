@@ -8,7 +8,7 @@ import pytest
 
 from components import data_spec, tabular_models
 from pipeline import cli
-from pipeline.config import SCHEMAS_DIR, ConfigError, load_config
+from pipeline.config import SCHEMAS_DIR, ConfigError, load_config, to_yaml
 
 CIRCLES_SCHEMA = SCHEMAS_DIR / "circles" / "schema.pbtxt"
 
@@ -375,3 +375,15 @@ def test_lr_sweep_on_a_table_exits_2_pointing_to_the_finder(capsys, tmp_path):
     assert code == cli.EXIT_CONFIG
     assert "circles is a table. Set lr_finder.enabled=true" in capsys.readouterr().err
     assert not (tmp_path / "lr_sweep").exists()
+
+
+@pytest.mark.parametrize("dataset", ["fashion_mnist", "circles", "custom"])
+def test_a_shown_config_loads_back_as_the_same_config(dataset, custom, tmp_path):
+    overrides = custom if dataset == "custom" else [f"data.dataset={dataset}"]
+    config = _load(overrides)
+    path = tmp_path / "shown.yaml"
+    path.write_text(to_yaml(config))
+    if dataset != "custom":
+        # The custom-only fields are written too, empty.
+        assert "  format: ''\n" in path.read_text()
+    assert load_config(str(path), environ={}) == config
