@@ -12,6 +12,7 @@ does the parsing, so quoted fields may hold commas, quotes and line breaks.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 from tfx.components.example_gen import driver
 from tfx.components.example_gen import utils as example_gen_utils
@@ -40,6 +42,9 @@ MAX_EXAMPLES_KEY = "max_examples_per_split"
 CODE_VERSION_KEY = "code_version"
 # Enough to see the pattern of a problem without drowning in it.
 MAX_REPORTED_ERRORS = 10
+# tf.Example stores floats as float32: a larger number would become infinity.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class CsvFormatError(InputDataError):
@@ -55,15 +60,41 @@ def _parse_cell(value: str, kind: str) -> float | int | bytes:
         raise ValueError("the cell is blank")
     if kind == data_spec.INT:
         try:
-            return int(text)
+            return _int64(text)
         except ValueError:
             raise ValueError(f"{value!r} is not an integer") from None
+        except OverflowError as error:
+            raise ValueError(f"{value!r} {error}") from None
     try:
-        number = float(text)
+        number = _python_number(float, text)
     except ValueError:
         raise ValueError(f"{value!r} is not a number") from None
     if not math.isfinite(number):
         raise ValueError(f"{value!r} is not a finite number")
+    if abs(number) > FLOAT32_MAX:
+        raise ValueError(
+            f"{value!r} is beyond the float32 range (+-{FLOAT32_MAX:.7g}) "
+            "and would be stored as infinity"
+        )
+    return number
+
+
+def _python_number(kind, text: str):
+    """int(text) or float(text), without Python's digit separators.
+
+    Python reads "1_000" as 1000; in a CSV file it is not a number, and taking
+    it as one would silently change the data.
+    """
+    if "_" in text:
+        raise ValueError(text)
+    return kind(text)
+
+
+def _int64(text: str) -> int:
+    """An integer; OverflowError when tf.Example's int64 cannot hold it."""
+    number = _python_number(int, text)
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise OverflowError("is beyond the int64 range")
     return number
 
 
@@ -73,7 +104,9 @@ def _parse_label(value: str, spec: data_spec.DataSpec) -> int:
     if text in spec.class_names:
         return spec.class_names.index(text)
     try:
-        return int(text)
+        return _int64(text)
+    except OverflowError as error:
+        raise ValueError(f"{value!r} {error}") from None
     except ValueError:
         if not text:
             raise ValueError("the label is blank") from None
@@ -99,24 +132,26 @@ def _read_text(path: str) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
+        before = raw[: error.start]
+        line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
         raise CsvFormatError(
-            f"{path}: not UTF-8 text (byte {error.start}); save it as UTF-8 CSV"
+            f"{path} line {line}: not UTF-8 text (byte {error.start} of the file); "
+            "save it as UTF-8 CSV"
         ) from None
 
 
 def _rows(path: str) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     """The header, and (line number, cells) for each non-blank row."""
-    reader = csv.reader(_read_text(path).splitlines(keepends=True), strict=True)
+    # newline="" ends lines at \n, \r and \r\n only, as the csv module expects;
+    # str.splitlines would also break at form feeds, U+2028 and other
+    # characters a text cell may hold, splitting a row and shifting line numbers.
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), strict=True)
 
     def parse(step):
         try:
             return step()
         except csv.Error as error:
             raise CsvFormatError(f"{path} line {reader.line_num}: {error}") from None
-
-    header = parse(lambda: next(reader, None))
-    if header is None:
-        raise CsvFormatError(f"{path} is empty; expected a header line")
 
     def rows():
         while True:
@@ -126,7 +161,13 @@ def _rows(path: str) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
             if any(cell.strip() for cell in cells):
                 yield reader.line_num, cells
 
-    return [name.strip() for name in header], rows()
+    # Blank lines are skipped before the header as well as after it.
+    records = rows()
+    first = next(records, None)
+    if first is None:
+        raise CsvFormatError(f"{path} is empty; expected a header line")
+    _, header = first
+    return [name.strip() for name in header], records
 
 
 def check_header(path: str, header: list[str], spec: data_spec.DataSpec) -> None:
@@ -199,7 +240,7 @@ def _convert(path, spec, limit, collect_errors):
         shown = "\n  ".join(errors[:MAX_REPORTED_ERRORS])
         more = len(errors) - MAX_REPORTED_ERRORS
         raise CsvFormatError(
-            f"{path}: {len(errors)} problems\n  {shown}"
+            f"{path}: {len(errors)} problem{'' if len(errors) == 1 else 's'}\n  {shown}"
             + (f"\n  ... and {more} more" if more > 0 else "")
         )
     if count == 0:

@@ -104,8 +104,15 @@ def _configure_logging(verbose: bool) -> None:
             handler.addFilter(_ProgressFilter())
 
 
-def _run(args) -> int:
+def _write_builtin_table(config) -> None:
+    """Writes a built-in table's CSV files into its data folder (if changed)."""
     from components import tabular_data
+
+    if config.data.dataset in tabular_data.BUILTIN_NAMES:
+        tabular_data.write_builtin(config.data.dataset, config.data.data_dir)
+
+
+def _run(args) -> int:
     from pipeline import local_runner, summary
     from pipeline.config import ConfigError, load_config
     from pipeline.pipeline import check_infra_validation_platform
@@ -124,8 +131,7 @@ def _run(args) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    if config.data.dataset in tabular_data.BUILTIN_NAMES:
-        tabular_data.write_builtin(config.data.dataset, config.data.data_dir)
+    _write_builtin_table(config)
     result = local_runner.run(config)
     print("\n" + summary.render(result), flush=True)
     return _exit_code(result.outcome)
@@ -158,6 +164,7 @@ def _infer_schema(args) -> int:
         return EXIT_CONFIG
     output_path = os.path.abspath(args.output or config.schema_file)
     try:
+        _write_builtin_table(config)
         count = infer_schema.write_draft(config, output_path, args.overwrite)
     except (infer_schema.InferSchemaError, InputDataError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -183,6 +190,7 @@ def _validate(args) -> int:
         args.report_dir or os.path.join(config.output_dir, "validation")
     )
     try:
+        _write_builtin_table(config)
         result = validate.validate_data(config, output_dir)
     except InputDataError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -237,7 +245,7 @@ def _exit_code(outcome: str) -> int:
 
 
 def _lr_sweep(args) -> int:
-    from pipeline import lr_sweep
+    from components import data_spec
     from pipeline.config import ConfigError, load_config
 
     try:
@@ -245,15 +253,16 @@ def _lr_sweep(args) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    # Limitation: the per-epoch sweep reads IDX images only; tables use the
-    # pipeline's per-batch finder (lr_finder.enabled=true), which reads any data.
-    if config.data_spec.format != "idx":
+    if config.data_spec.kind != data_spec.IMAGE:
         print(
-            "config error: lr-sweep runs on IDX image data; for tables run the "
-            "pipeline with --set lr_finder.enabled=true",
+            "config error: lr-sweep trains image presets on IDX files; "
+            f"{config.data.dataset} is a table. Set lr_finder.enabled=true and "
+            "run the pipeline to choose a table model's learning rate.",
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    from pipeline import lr_sweep
+
     output_dir = os.path.join(config.output_dir, "lr_sweep", args.sweep_preset)
     try:
         os.makedirs(output_dir, exist_ok=True)

@@ -281,15 +281,33 @@ def _coerce(name: str, value, kind):
         return str(value)
     if typing.get_origin(kind) is tuple:
         if isinstance(value, str):
-            value = (
-                yaml.safe_load(value)
-                if value.strip().startswith("[")
-                else value.split()
-            )
+            value = _text_list(name, value)
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name}: expected a list, got {value!r}")
+        for item in value:
+            if item is None or isinstance(item, (bool, dict, list)):
+                raise ConfigError(
+                    f"{name}: item {item!r} is not text; YAML reads yes, no, on, "
+                    "off, true and false as booleans, null as nothing and a: b as "
+                    "a mapping, so put such an item in quotes"
+                )
         return tuple(str(item) for item in value)
     raise ConfigError(f"{name}: unsupported field type {kind}")
+
+
+def _text_list(name: str, text: str) -> list:
+    """A list given as text: "[a, b]" in YAML's flow style, or "a b".
+
+    Every item stays the text it was: a class named yes stays "yes", not True.
+    """
+    if not text.strip().startswith("["):
+        return text.split()
+    try:
+        return yaml.load(text, Loader=yaml.BaseLoader)
+    except yaml.YAMLError as error:
+        raise ConfigError(
+            f"{name}: {text!r} is not a list like [a, b]: {str(error).splitlines()[0]}"
+        ) from None
 
 
 def _set(values: dict, dotted: str, raw, source: str) -> None:
@@ -484,6 +502,12 @@ def _validate_data(config: PipelineConfig, require, check_schema: bool) -> None:
             "data.class_names or data.num_classes: a classifier needs at least "
             "2 classes",
         )
+        # ImportExampleGen copies every record; it has no cap to pass this to.
+        require(
+            data.format != data_spec.TFRECORD or not data.max_examples_per_split,
+            "data.max_examples_per_split: not supported for tfrecord data, which "
+            "is imported whole; set it to 0, or write a smaller file",
+        )
         if data.format == data_spec.IDX:
             require(not data.features, "data.features: IDX images have no columns")
         else:
@@ -556,8 +580,11 @@ def _resolve_defaults(values: dict, explicit: set[str]) -> None:
     if dataset not in DATASETS:
         raise ConfigError(f"data.dataset: {dataset!r} is not one of {list(DATASETS)}")
     if dataset != CUSTOM_DATASET:
+        unset = dataclasses.asdict(DataConfig())
         for name in _CUSTOM_ONLY_FIELDS:
-            if f"data.{name}" in explicit:
+            # An empty value, as show-config and latest_config.yaml write it
+            # for every data set, says nothing and is accepted.
+            if f"data.{name}" in explicit and data[name] != unset[name]:
                 raise ConfigError(
                     f"data.{name}: only for data.dataset=custom; {dataset} "
                     "defines its own columns and classes"
