@@ -105,10 +105,17 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def _write_builtin_table(config) -> None:
-    """Writes a built-in table's CSV files into its data folder (if changed)."""
+    """Writes a built-in table's CSV files into its data folder when missing.
+
+    Existing files are never replaced: the folder may hold data a person
+    edited or brought, and that is what they asked to run on.
+    """
     from components import tabular_data
 
-    if config.data.dataset in tabular_data.BUILTIN_NAMES:
+    if config.data.dataset not in tabular_data.BUILTIN_NAMES:
+        return
+    paths = tabular_data.split_paths(config.data.data_dir).values()
+    if not any(os.path.exists(path) for path in paths):
         tabular_data.write_builtin(config.data.dataset, config.data.data_dir)
 
 
