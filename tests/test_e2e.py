@@ -143,7 +143,7 @@ def test_2_unchanged_rerun_is_cached_and_pushes_nothing_new(workspace):
     assert completed.returncode == 0, _describe(completed)
     states = _states(summary)
     for node in (
-        "IdxExampleGen",
+        "ExampleGen",
         "StatisticsGen",
         "ExampleValidator",
         "AnomalyGate",
