@@ -565,6 +565,17 @@ def _check_schema_names(config: PipelineConfig) -> None:
         raise ConfigError(
             f"data.features: {missing} not in {config.schema_file}; it has {in_schema}"
         )
+    if spec.kind == data_spec.TABULAR:
+        by_name = {feature.name: feature for feature in schema.feature}
+        for name in spec.feature_names:
+            feature = by_name[name]
+            dims = [dim.size for dim in feature.shape.dim]
+            most = max(feature.value_count.max, math.prod(dims) if dims else 0)
+            if most > 1:
+                raise ConfigError(
+                    f"data.features: {name!r} holds up to {most} values per "
+                    f"record in {config.schema_file}; a table column holds one"
+                )
 
 
 def _resolve_defaults(values: dict, explicit: set[str]) -> None:

@@ -145,7 +145,10 @@ def _metric(metrics: dict, name: str) -> float | None:
         for values in sub_keys.values():
             if name in values:
                 value = values[name]
-                return value.get("doubleValue", value.get("int64Value"))
+                number = value.get("doubleValue", value.get("int64Value"))
+                # TFMA writes an undefined value (precision with no positive
+                # prediction) as the string "NaN".
+                return None if number is None else float(number)
     return None
 
 
@@ -192,6 +195,8 @@ def _threshold_text(threshold) -> str:
             return f"the lower bound {bound.lower_bound.value:.4f}"
     if threshold.HasField("change_threshold"):
         change = threshold.change_threshold
+        if abs(change.absolute.value) < 1e-6:
+            return "no drop against the baseline"
         return f"the allowed change {change.absolute.value:+.4f} against the baseline"
     return str(threshold).replace("\n", " ")
 

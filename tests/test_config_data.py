@@ -387,3 +387,25 @@ def test_a_shown_config_loads_back_as_the_same_config(dataset, custom, tmp_path)
         # The custom-only fields are written too, empty.
         assert "  format: ''\n" in path.read_text()
     assert load_config(str(path), environ={}) == config
+
+
+def test_a_multi_valued_column_is_refused_as_a_table_feature(tmp_path):
+    schema = tmp_path / "schema.pbtxt"
+    schema.write_text(
+        'feature { name: "image" type: INT value_count { min: 784 max: 784 } }\n'
+        'feature { name: "label" type: INT }\n'
+    )
+    (tmp_path / "data").mkdir()
+    with pytest.raises(ConfigError, match="'image' holds up to 784 values"):
+        load_config(
+            overrides=[
+                f"output_dir={tmp_path / 'out'}",
+                "data.dataset=custom",
+                f"data.data_dir={tmp_path / 'data'}",
+                "data.format=tfrecord",
+                "data.num_classes=10",
+                "data.features=[image:int]",
+                f"data.schema_path={schema}",
+            ],
+            environ={},
+        )

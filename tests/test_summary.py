@@ -53,3 +53,16 @@ def test_a_push_is_reported_with_its_version():
     text = summary.render(result)
     assert "Pushed: version 7" in text
     assert "Loaded in TF Serving (InfraValidator): yes" in text
+
+
+def test_an_undefined_binary_metric_is_shown_as_nan_not_a_crash():
+    result = _summary(
+        blessed=True,
+        accuracy=0.7,
+        example_count=10,
+        binary_metrics={"auc": 0.5, "precision": float("nan")},
+        pushed_version="1",
+    )
+    text = summary.render(result)
+    assert "precision nan" in text
+    assert summary.RunSummary.from_json(result.to_json()).binary_metrics["auc"] == 0.5
