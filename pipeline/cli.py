@@ -104,6 +104,17 @@ def _configure_logging(verbose: bool) -> None:
             handler.addFilter(_ProgressFilter())
 
 
+def _load_config(args, check_schema: bool = True):
+    """The validated config, or None after printing why it cannot work."""
+    from pipeline.config import ConfigError, load_config
+
+    try:
+        return load_config(args.config, _overrides(args), check_schema=check_schema)
+    except ConfigError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return None
+
+
 def _write_builtin_table(config) -> None:
     """Writes a built-in table's CSV files into its data folder when missing.
 
@@ -162,12 +173,9 @@ def _overrides(args) -> list[str]:
 def _infer_schema(args) -> int:
     from components.errors import InputDataError
     from pipeline import infer_schema
-    from pipeline.config import ConfigError, load_config
 
-    try:
-        config = load_config(args.config, _overrides(args), check_schema=False)
-    except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
+    config = _load_config(args, check_schema=False)
+    if config is None:
         return EXIT_CONFIG
     output_path = os.path.abspath(args.output or config.schema_file)
     try:
@@ -186,12 +194,9 @@ def _infer_schema(args) -> int:
 def _validate(args) -> int:
     from components.errors import InputDataError
     from pipeline import validate
-    from pipeline.config import ConfigError, load_config
 
-    try:
-        config = load_config(args.config, _overrides(args))
-    except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
+    config = _load_config(args)
+    if config is None:
         return EXIT_CONFIG
     output_dir = os.path.abspath(
         args.report_dir or os.path.join(config.output_dir, "validation")
@@ -221,12 +226,9 @@ def _show_config(args) -> int:
 
 def _show_summary(args) -> int:
     from pipeline import summary
-    from pipeline.config import ConfigError, load_config
 
-    try:
-        config = load_config(args.config, _overrides(args))
-    except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
+    config = _load_config(args)
+    if config is None:
         return EXIT_CONFIG
     from pipeline import local_runner
 
@@ -253,12 +255,9 @@ def _exit_code(outcome: str) -> int:
 
 def _lr_sweep(args) -> int:
     from components import data_spec
-    from pipeline.config import ConfigError, load_config
 
-    try:
-        config = load_config(args.config, _overrides(args))
-    except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
+    config = _load_config(args)
+    if config is None:
         return EXIT_CONFIG
     if config.data_spec.kind != data_spec.IMAGE:
         print(
