@@ -241,6 +241,21 @@ def _show_summary(args) -> int:
     return _exit_code(result.outcome)
 
 
+def _report(args) -> int:
+    from pipeline import report
+
+    config = _load_config(args)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        path = report.rebuild(config, args.run)
+    except report.ReportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"Report: {path}")
+    return 0
+
+
 def _exit_code(outcome: str) -> int:
     from pipeline import summary
 
@@ -497,6 +512,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("show-config", _show_config, "print the effective config as YAML")
     add("summary", _show_summary, "print the summary of the latest run")
+    report = add("report", _report, "write the HTML report of the latest run again")
+    report.add_argument(
+        "--run", metavar="RUN_ID", help="a given run's id instead of the latest"
+    )
     _add_predict(commands)
     return parser
 
