@@ -7,6 +7,7 @@ Exit codes of `run`, `lr-sweep`, `show-config` and `summary`:
   2  the config is invalid;
   3  the data has anomalies or cannot be read (nothing trained, nothing pushed);
   4  the model was not blessed (nothing pushed).
+Exit codes of `report`: 0 the page was written; 1 no such run is recorded.
 Exit codes of `predict`:
   0  every image or row was answered;
   1  the model could not be reached, was not found, or refused the request;

@@ -114,8 +114,10 @@ def _run_locked(config: PipelineConfig) -> summary.RunSummary:
 
 def _write_report(config: PipelineConfig, result: summary.RunSummary) -> None:
     """Writes the run's HTML report; a failure there leaves the run's outcome."""
+    started = time.monotonic()
     try:
         result.report_path = report.write(config, result)
+        logging.info("Wrote the run report in %.1f s", time.monotonic() - started)
     except Exception as error:  # noqa: BLE001 - logged; the run's outcome stands.
         logging.error("The run report could not be written: %s", error)
 

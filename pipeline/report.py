@@ -473,8 +473,14 @@ def _evaluation_section(
             if name != result.metric
         ],
     ]
+    # In class-id order, as the confusion matrix is.
     per_class = [
-        [name, _format(value)] for name, value in result.per_class_accuracy.items()
+        [name, _format(result.per_class_accuracy[name])]
+        for name in [
+            *class_names,
+            *sorted(set(result.per_class_accuracy) - set(class_names)),
+        ]
+        if name in result.per_class_accuracy
     ]
     parts = [
         "<h3>Overall</h3>" + _table(["metric", "value"], overall),
@@ -490,6 +496,15 @@ def _evaluation_section(
             "<h3>Confusion matrix</h3><p>Rows: true class; columns: the class "
             "with the highest probability.</p>"
             + _image(confusion_matrix_png(matrix, class_names), "confusion matrix")
+            + "<details><summary>The counts as a table</summary>"
+            + _table(
+                ["true \\ predicted", *class_names],
+                [
+                    [name, *row.tolist()]
+                    for name, row in zip(class_names, matrix, strict=True)
+                ],
+            )
+            + "</details>"
         )
     else:
         parts.append("<p>This evaluation holds no confusion matrix.</p>")
@@ -519,6 +534,11 @@ def _blessing_section(artifacts: RunArtifacts, result: summary.RunSummary) -> st
         ]
         for judgement in judgements(artifacts.evaluation)
     ]
+    if result.infra_blessed is not None:
+        verdict += (
+            "<p>Loaded and answered in TF Serving (InfraValidator): "
+            f"{'yes' if result.infra_blessed else 'no'}.</p>"
+        )
     reasons = "".join(f"<li>{_escape(reason)}</li>" for reason in result.why)
     return (
         verdict
