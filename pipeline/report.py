@@ -511,6 +511,13 @@ def _evaluation_section(
     return "".join(parts)
 
 
+def _change_text(change: float | None) -> str:
+    # The config's bound carries a tiny slack so that an equal model passes.
+    if change is not None and abs(change) < 1e-6:
+        return "no drop"
+    return "-" if change is None else f"{change:+.4f}"
+
+
 def _blessing_section(artifacts: RunArtifacts, result: summary.RunSummary) -> str:
     if result.blessed is None:
         return "<p>No model was judged in this run.</p>"
@@ -530,7 +537,7 @@ def _blessing_section(artifacts: RunArtifacts, result: summary.RunSummary) -> st
             _format(judgement.baseline),
             _format(judgement.difference),
             _format(judgement.lower_bound),
-            _format(judgement.allowed_change),
+            _change_text(judgement.allowed_change),
         ]
         for judgement in judgements(artifacts.evaluation)
     ]
