@@ -240,3 +240,11 @@ def test_a_page_with_a_script_error_is_caught(tmp_path):
     loaded = headless_chromium.load_page(str(page))
     assert any("undefinedFunction" in error for error in loaded.errors)
     assert any("missing.png" in failure for failure in loaded.failed_requests)
+
+
+def test_without_chromium_the_browser_check_fails_saying_how_to_install(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(headless_chromium.ChromiumMissingError, match="apt-get"):
+        headless_chromium.load_page(str(tmp_path / "page.html"))
