@@ -7,6 +7,7 @@ Exit codes of `run`, `lr-sweep`, `show-config` and `summary`:
   2  the config is invalid;
   3  the data has anomalies or cannot be read (nothing trained, nothing pushed);
   4  the model was not blessed (nothing pushed).
+Exit codes of `report`: 0 the page was written; 1 no such run is recorded.
 Exit codes of `predict`:
   0  every image or row was answered;
   1  the model could not be reached, was not found, or refused the request;
@@ -239,6 +240,21 @@ def _show_summary(args) -> int:
     )
     print(summary.render(result))
     return _exit_code(result.outcome)
+
+
+def _report(args) -> int:
+    from pipeline import report
+
+    config = _load_config(args)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        path = report.rebuild(config, args.run)
+    except report.ReportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"Report: {path}")
+    return 0
 
 
 def _exit_code(outcome: str) -> int:
@@ -497,6 +513,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("show-config", _show_config, "print the effective config as YAML")
     add("summary", _show_summary, "print the summary of the latest run")
+    report = add("report", _report, "write the HTML report of the latest run again")
+    report.add_argument(
+        "--run", metavar="RUN_ID", help="a given run's id instead of the latest"
+    )
     _add_predict(commands)
     return parser
 

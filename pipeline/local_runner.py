@@ -16,7 +16,7 @@ from absl import logging
 from tfx import v1 as tfx
 
 from components.errors import InputDataError
-from pipeline import summary
+from pipeline import report, summary
 from pipeline.config import PipelineConfig, to_yaml
 from pipeline.pipeline import create_pipeline
 
@@ -107,8 +107,19 @@ def _run_locked(config: PipelineConfig) -> summary.RunSummary:
     elif last_error is not None and not result.anomalies:
         result.outcome = summary.FAILED
         result.error = f"{type(last_error).__name__}: {last_error}"
+    _write_report(config, result)
     _write(config, result)
     return result
+
+
+def _write_report(config: PipelineConfig, result: summary.RunSummary) -> None:
+    """Writes the run's HTML report; a failure there leaves the run's outcome."""
+    started = time.monotonic()
+    try:
+        result.report_path = report.write(config, result)
+        logging.info("Wrote the run report in %.1f s", time.monotonic() - started)
+    except Exception as error:  # noqa: BLE001 - logged; the run's outcome stands.
+        logging.error("The run report could not be written: %s", error)
 
 
 def _runs_folder(config: PipelineConfig) -> str:

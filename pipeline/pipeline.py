@@ -127,6 +127,7 @@ BINARY_REPORTED_METRICS = (
     "Calibration",
 )
 POSITIVE_CLASS_ID = 1
+CONFUSION_MATRIX_PLOT = "MultiClassConfusionMatrixPlot"
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -172,6 +173,8 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
                 for name in (evaluation.metric, "ExampleCount")
                 if name not in binary_names
             ]
+            # Counts of (true class, top predicted class) for the run report.
+            + [tfma.MetricConfig(class_name=CONFUSION_MATRIX_PLOT)]
         )
     ]
     if binary_names:

@@ -75,6 +75,7 @@ class RunSummary:
     already_served_version: int | None = None
     wall_time_s: float | None = None
     error: str | None = None
+    report_path: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -430,5 +431,7 @@ def render(summary: RunSummary) -> str:
         lines.append(f"Error: {summary.error}")
     if summary.wall_time_s is not None:
         lines.append(f"Wall time: {summary.wall_time_s:.1f} s")
+    if summary.report_path:
+        lines.append(f"Report: {summary.report_path}")
     lines.append(f"Outcome: {summary.outcome}")
     return "\n".join(lines)

@@ -17,11 +17,10 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
-from tensorflow_data_validation.utils import display_util
 
 from components import anomaly_gate, csv_example_gen, data_spec, features, idx
 from components.idx_example_gen import to_example
-from pipeline import pipeline
+from pipeline import data_views, pipeline
 from pipeline.config import PipelineConfig
 
 TRAINING_ENVIRONMENT = "TRAINING"
@@ -222,14 +221,8 @@ def _html(config, counts, found, statistics_by_split) -> str:
         if found
         else "<p>No anomalies.</p>"
     )
-    train = statistics_by_split.get(features.TRAIN_SPLIT)
-    evaluation = statistics_by_split.get(features.EVAL_SPLIT)
-    statistics_view = (
-        display_util.get_statistics_html(
-            train, evaluation, lhs_name="train", rhs_name="eval"
-        )
-        if train is not None and evaluation is not None
-        else ""
+    statistics_view = data_views.statistics_section(
+        statistics_by_split, features.TRAIN_SPLIT, features.EVAL_SPLIT
     )
     counts_text = ", ".join(f"{split} {count}" for split, count in counts.items())
     return (

@@ -80,6 +80,18 @@ else
   echo "  Or put the four *-ubyte.gz files in a folder and run with --data-dir FOLDER." >&2
 fi
 
+step "Chromium (the report tests load pages in it, headless)"
+if command -v chromium >/dev/null 2>&1; then
+  echo "present"
+elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+else
+  echo "warning: chromium is missing and cannot be installed here." >&2
+  echo "  As root on Debian: apt-get install chromium" >&2
+  echo "  Without it the run reports are still written; their browser tests fail." >&2
+fi
+
 step "Done"
 echo "Run the pipeline:  make run"
 echo "Run the tests:     make test"

@@ -4,11 +4,13 @@ One small data set (2,000 train / 500 eval real Fashion-MNIST images in span
 folders) goes through six runs that build on each other, so the tests run in
 file order: a first push, a cached re-run, a model below the absolute bound, a
 model worse than the served baseline, a span with a bad label, and a span with
-a truncated file.
+a truncated file. Each run's HTML report is checked too; two of them are
+loaded in headless Chromium.
 """
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,8 +19,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import idx, pusher
+from components import features, idx, pusher
 from tests.conftest import FASHION_MNIST_DIR, write_idx_pair
+from tests.test_report import assert_loads_cleanly_in_chromium
 
 pytestmark = pytest.mark.e2e
 
@@ -91,6 +94,22 @@ def _states(summary):
     return {step["node_id"]: step["state"] for step in summary["steps"]}
 
 
+def _report(summary, completed):
+    """The run's report page; its path is printed in the closing summary."""
+    path = summary["report_path"]
+    assert f"Report: {path}" in completed.stdout
+    with open(path) as stream:
+        return stream.read()
+
+
+def _confusion_counts(page):
+    """The confusion matrix's table of counts, row by row."""
+    table = page.split("<summary>The counts as a table</summary>", 1)[1]
+    table = table.split("</table>", 1)[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", table)[1:]
+    return [[int(cell) for cell in re.findall(r"<td>(\d+)</td>", row)] for row in rows]
+
+
 def _describe(completed):
     output = completed.stdout[-3000:] + "\n" + completed.stderr[-3000:]
     return f"exit {completed.returncode}\n{output}"
@@ -137,6 +156,22 @@ def test_1_first_run_pushes_version_1_that_answers(workspace):
         str(_serving_dir(workspace) / "1")
     )
 
+    page = _report(summary, completed)
+    workspace["outputs"]["first_run_id"] = summary["run_id"]
+    counts = np.array(_confusion_counts(page))
+    assert counts.shape == (10, 10) and counts.sum() == EVAL_COUNT
+    assert counts.trace() == round(summary["accuracy"] * EVAL_COUNT)
+    for name in features.CLASS_NAMES:
+        assert f"<td>{name}</td>" in page
+    assert "alt='training curves'" in page
+    assert "<h4>train: 2000 examples</h4>" in page
+    assert "<td>served version</td><td>1</td>" in page
+    assert "<td>data span</td><td>1</td>" in page
+    assert f"<td>pushed by run</td><td>{summary['run_id']}</td>" in page
+    assert_loads_cleanly_in_chromium(
+        summary["report_path"], workspace["root"] / "first_run_report.png"
+    )
+
 
 def test_2_unchanged_rerun_is_cached_and_pushes_nothing_new(workspace):
     completed, summary = _run(workspace)
@@ -166,6 +201,15 @@ def test_3_model_under_the_bound_is_not_pushed_and_says_why(workspace):
     assert any("fails the lower bound 0.9900" in reason for reason in summary["why"])
     assert "Blessed: no" in completed.stdout
     assert _versions(workspace) == ["1"]
+    page = _report(summary, completed)
+    assert "Blessed: <span class='bad'>no</span>" in page
+    # The bound is in the table of judged metrics, beside the value.
+    assert re.search(
+        r"<td>sparse_categorical_accuracy</td><td>0\.\d{4}</td><td>0\.\d{4}</td>"
+        r"<td>-?0\.\d{4}</td><td>0\.9900</td>",
+        page,
+    ), page.split("<h2>Blessing</h2>")[1][:2000]
+    assert "fails the lower bound 0.9900" in page
 
 
 def test_4_model_worse_than_the_baseline_is_not_pushed(workspace):
@@ -206,6 +250,17 @@ def test_5_span_with_a_bad_label_stops_before_training(workspace):
     assert (
         pusher.tree_digest(str(_serving_dir(workspace) / "1"))
         == workspace["outputs"]["digest"]
+    )
+    page = _report(summary, completed)
+    assert "The anomaly gate stopped the run" in page
+    assert "<th>'label'</th>" in page and "Unexpectedly large value: 10." in page
+    assert "Nothing was trained in this run." in page
+    assert "No model was evaluated in this run." in page
+    # Still served: version 1, trained on span 1 by the first run.
+    assert "<td>served version</td><td>1</td>" in page
+    assert "<td>data span</td><td>1</td>" in page
+    assert_loads_cleanly_in_chromium(
+        summary["report_path"], workspace["root"] / "anomalies_report.png"
     )
 
 
@@ -250,6 +305,30 @@ def test_6_truncated_file_in_a_new_span_is_named(workspace):
     assert "Outcome: bad_input" in shown.stdout and images_path in shown.stdout
     assert _versions(workspace) == ["1"]
 
+    first_run_id = workspace["outputs"]["first_run_id"]
+    rebuilt = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "report",
+            "--run",
+            first_run_id,
+            "--output-dir",
+            str(workspace["root"] / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    path = rebuilt.stdout.strip().removeprefix("Report: ")
+    assert os.path.basename(path) == first_run_id.replace(":", "-") + ".html"
+    with open(path) as stream:
+        page = stream.read()
+    assert f"<h1>Run {first_run_id} of pipeline" in page
+    assert f"This run pushed version 1 to <code>{_serving_dir(workspace) / '1'}" in page
+
 
 def test_7_trainer_uses_the_learning_rate_finders_rate(workspace, tmp_path):
     train_images, train_labels = workspace["train"]
@@ -285,6 +364,9 @@ def test_7_trainer_uses_the_learning_rate_finders_rate(workspace, tmp_path):
     (plot,) = pipeline_root.glob("LearningRateFinder/sweep/*/sweep.png")
     assert plot.read_bytes()[:4] == b"\x89PNG"
     assert f"{chosen:.3g} from the learning-rate finder" in completed.stdout
+    page = _report(summary, completed)
+    assert "<h3>Learning-rate sweep</h3><img alt='learning-rate sweep'" in page
+    assert "from the learning-rate finder" in page
 
     # A served version deleted by hand: the Pusher is not served from the
     # cache but publishes again, under a new number.

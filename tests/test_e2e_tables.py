@@ -170,6 +170,10 @@ def test_the_non_linear_seed_preset_learns_the_circles(tmp_path):
         "recall",
         "calibration",
     }
+    with open(summary["report_path"]) as stream:
+        page = stream.read()
+    assert "<tr><th>true \\ predicted</th><th>outer</th><th>inner</th></tr>" in page
+    assert "<td>auc</td>" in page and "alt='confusion matrix'" in page
 
 
 def test_the_linear_seed_preset_stays_near_chance_and_is_not_pushed(tmp_path):

@@ -11,7 +11,7 @@ import tensorflow_model_analysis as tfma
 from sklearn.metrics import roc_auc_score
 
 from components import signatures
-from pipeline import pipeline
+from pipeline import pipeline, report
 from pipeline.config import load_config
 
 SCORES_KEY = "scores"
@@ -124,3 +124,30 @@ def test_sparse_accuracy_on_integer_labels_is_exactly_the_share_right(tmp_path):
     metrics = _evaluate(tmp_path, config, labels, probabilities)
     assert metrics[("", "sparse_categorical_accuracy")] == pytest.approx(0.7)
     assert metrics[("", "example_count")] == 10
+
+
+def test_the_confusion_matrix_counts_true_classes_against_the_top_prediction(
+    tmp_path,
+):
+    config = load_config(overrides=[f"output_dir={tmp_path}"], environ={})
+    labels = np.tile(np.arange(10), 3)
+    predicted = labels.copy()
+    predicted[[0, 10, 13, 25]] = [6, 6, 2, 9]  # 4 of 30 wrong, two 0s as 6
+    probabilities = np.full((30, 10), 0.02, np.float32)
+    probabilities[np.arange(30), predicted] = 0.82
+    _evaluate(tmp_path, config, labels, probabilities)
+    expected = np.zeros((10, 10), np.int64)
+    np.add.at(expected, (labels, predicted), 1)
+    matrix = report.confusion_matrix(str(tmp_path / "evaluation"), 10)
+    np.testing.assert_array_equal(matrix, expected)
+    assert matrix[0, 6] == 2 and matrix.trace() == 26
+
+
+def test_a_binary_models_confusion_matrix_is_two_by_two(tmp_path, binary_config):
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0, 1, 0])
+    positive = np.array([0.9, 0.8, 0.4, 0.7, 0.2, 0.6, 0.1, 0.3, 0.55, 0.45])
+    probabilities = np.stack([1 - positive, positive], axis=1).astype(np.float32)
+    _evaluate(tmp_path, binary_config, labels, probabilities)
+    matrix = report.confusion_matrix(str(tmp_path / "evaluation"), 2)
+    # The 0.6 of a 0 and the 0.4 of a 1 are the two mistakes.
+    np.testing.assert_array_equal(matrix, [[4, 1], [1, 4]])
