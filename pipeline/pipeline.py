@@ -250,10 +250,12 @@ def check_infra_validation_platform(config: PipelineConfig) -> None:
 def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline described by a validated config."""
     example_gen = make_example_gen(config)
-    statistics_gen = tfx.components.StatisticsGen(
-        examples=example_gen.outputs["examples"]
-    )
     schema_gen = tfx.components.ImportSchemaGen(schema_file=staged_schema_file(config))
+    # With the schema, categorical features get value counts: the train/eval
+    # skew check in the gate measures them.
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]
+    )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
@@ -261,6 +263,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     gate = anomaly_gate.AnomalyGate(
         anomalies=example_validator.outputs["anomalies"],
         examples=example_gen.outputs["examples"],
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
     )
 
     settings = trainer.TrainingSettings(
