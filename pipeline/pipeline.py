@@ -29,6 +29,7 @@ from components import (
     schedules,
     signatures,
     tabular_models,
+    tfrecord_example_gen,
     trainer,
     versioning,
 )
@@ -113,8 +114,8 @@ def make_example_gen(config: PipelineConfig):
             spec=spec,
             max_examples_per_split=data.max_examples_per_split,
         ).with_id(EXAMPLE_GEN)
-    return tfx.components.ImportExampleGen(
-        input_base=data.data_dir, input_config=splits
+    return tfrecord_example_gen.CheckedImportExampleGen(
+        input_base=data.data_dir, input_config=splits, spec=spec
     ).with_id(EXAMPLE_GEN)
 
 

@@ -27,7 +27,9 @@ from components import (
     idx,
     record_check,
     split_skew,
+    tfrecord_check,
 )
+from components.idx_example_gen import check_split as check_idx_split
 from components.idx_example_gen import to_example
 from pipeline import pipeline
 from pipeline.config import PipelineConfig
@@ -73,13 +75,14 @@ def _records(config: PipelineConfig, pattern: str) -> Iterator[tuple[str, int, b
     spec = config.data_spec
     limit = config.data.max_examples_per_split or None
     if spec.format == data_spec.IDX:
-        images, labels = idx.find_pair(pattern)
-        idx.check_pair(images, labels)
+        images, labels = check_idx_split(pattern)
         for number, (pixels, label) in enumerate(
             idx.iter_records(images, labels, limit), start=1
         ):
             yield images, number, to_example(pixels, label).SerializeToString()
         return
+    if spec.format == data_spec.TFRECORD:
+        tfrecord_check.check_split(pattern, spec)
     paths = sorted(tf.io.gfile.glob(pattern))
     if not paths:
         raise csv_example_gen.CsvFormatError(f"no file matches {pattern}")
