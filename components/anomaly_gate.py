@@ -1,18 +1,24 @@
 """The anomaly gate: stops the pipeline when the data has ERROR anomalies.
 
 ExampleValidator records anomalies but lets the pipeline go on. The gate reads
-its output for every split and fails, naming each anomaly, so the Trainer (which
-runs after the gate) never sees bad data and nothing is pushed.
+its output for every split and fails, naming each anomaly and its first
+offending records, so the Trainer (which runs after the gate) never sees bad
+data and nothing is pushed. It also compares the eval split's statistics with
+the train split's (components/split_skew.py) and fails on a skewed eval split.
 """
 
 import dataclasses
 import os
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tfx.components.statistics_gen import stats_artifact_utils
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.decorators import component
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import io_utils
+
+from components import features
 
 SCHEMA_DIFF_FILE = "SchemaDiff.pb"
 
@@ -92,14 +98,70 @@ def blocking(anomalies: list[Anomaly]) -> list[Anomaly]:
     return [anomaly for anomaly in anomalies if anomaly.severity == "ERROR"]
 
 
+def located_errors(
+    anomalies: list[Anomaly],
+    schema,
+    records_of_split,
+) -> list[Anomaly]:
+    """The ERROR anomalies, each naming the first records that break it.
+
+    Args:
+      anomalies: every split's anomalies.
+      schema: the schema they were found against.
+      records_of_split: split name -> iterable of (file, record number,
+        serialized tf.Example) of that split.
+    """
+    from components import record_check  # It imports this module.
+
+    located = []
+    for split in dict.fromkeys(anomaly.split for anomaly in anomalies):
+        errors = blocking([anomaly for anomaly in anomalies if anomaly.split == split])
+        if errors:
+            located.extend(
+                record_check.name_records(errors, schema, records_of_split(split))
+            )
+    return located
+
+
 @component
 def AnomalyGate(  # noqa: N802 - TFX component names are CamelCase.
     anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
     examples: InputArtifact[standard_artifacts.Examples],
+    statistics: InputArtifact[standard_artifacts.ExampleStatistics],
+    schema: InputArtifact[standard_artifacts.Schema],
 ):
-    """Fails the run when any split has an ERROR anomaly."""
+    """Fails the run when a split has an ERROR anomaly or the splits are skewed.
+
+    Each anomaly names its first offending records, numbered from 1 in the
+    ExampleGen's output files; a train/eval skew names the feature and the
+    distance.
+    """
+    from components import record_check, split_skew  # They import this module.
+
+    schema_proto = io_utils.SchemaReader().read(
+        io_utils.get_only_uri_in_dir(schema.uri)
+    )
     split_names = artifact_utils.decode_split_names(anomalies.split_names)
-    errors = blocking(read_anomalies(anomalies.uri, split_names))
+
+    def records_of_split(split):
+        folder = artifact_utils.get_split_uri([examples], split)
+        return record_check.tfrecord_records(
+            sorted(fileio.glob(os.path.join(folder, "*")))
+        )
+
+    errors = located_errors(
+        read_anomalies(anomalies.uri, split_names), schema_proto, records_of_split
+    )
+    if not errors and {features.TRAIN_SPLIT, features.EVAL_SPLIT} <= set(split_names):
+        errors = split_skew.split_skew(
+            stats_artifact_utils.load_statistics(
+                statistics, features.TRAIN_SPLIT
+            ).proto(),
+            stats_artifact_utils.load_statistics(
+                statistics, features.EVAL_SPLIT
+            ).proto(),
+            schema_proto,
+        )
     if errors:
         # ExampleValidator leaves the span unset on its output; the examples
         # that were validated carry it.

@@ -82,7 +82,14 @@ class DataSpec:
 
     @property
     def kind(self) -> str:
-        return IMAGE if self.format == IDX else TABULAR
+        """IDX files, and TFRecord files described without columns, are images.
+
+        TFRecord images are tf.Examples with `image` (784 int64 pixel values)
+        and the label, as the IDX ExampleGen writes them.
+        """
+        if self.format == IDX or (self.format == TFRECORD and not self.columns):
+            return IMAGE
+        return TABULAR
 
     @property
     def num_classes(self) -> int:

@@ -53,14 +53,16 @@ def _read_examples(file_pair: tuple[str, str], limit: int | None):
         yield to_example(pixels, label)
 
 
-@beam.ptransform_fn
-@beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
-def _IdxToExample(  # noqa: N802 - Beam transform names are CamelCase.
-    pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str
-) -> beam.pvalue.PCollection:
-    """Reads one split's images/labels pair into tf.Examples."""
-    pattern = os.path.join(exec_properties[specs.INPUT_BASE_KEY], split_pattern)
+def check_split(pattern: str) -> tuple[str, str]:
+    """Finds and checks a split's images and labels files before Beam reads them.
+
+    Returns:
+      The images file and the labels file.
+
+    Raises:
+      IdxFormatError: no pair, a damaged file, counts that differ, images
+        that are not 28x28, or no records; the message names the file.
+    """
     images_path, labels_path = idx.find_pair(pattern)
     count = idx.check_pair(images_path, labels_path)
     image_dims = idx.read_header(images_path).dims[1:]
@@ -71,6 +73,18 @@ def _IdxToExample(  # noqa: N802 - Beam transform names are CamelCase.
         )
     if count == 0:
         raise idx.IdxFormatError(f"{images_path} holds no records")
+    return images_path, labels_path
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def _IdxToExample(  # noqa: N802 - Beam transform names are CamelCase.
+    pipeline: beam.Pipeline, exec_properties: dict[str, Any], split_pattern: str
+) -> beam.pvalue.PCollection:
+    """Reads one split's images/labels pair into tf.Examples."""
+    pattern = os.path.join(exec_properties[specs.INPUT_BASE_KEY], split_pattern)
+    images_path, labels_path = check_split(pattern)
     limit = exec_properties.get(MAX_EXAMPLES_KEY) or None
     return (
         pipeline

@@ -132,7 +132,7 @@ def _write_builtin_table(config) -> None:
 
 
 def _run(args) -> int:
-    from pipeline import local_runner, summary
+    from pipeline import local_runner, preflight, summary
     from pipeline.config import ConfigError, load_config
     from pipeline.pipeline import check_infra_validation_platform
 
@@ -143,12 +143,9 @@ def _run(args) -> int:
         print(f"config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        os.makedirs(config.output_dir, exist_ok=True)
-    except OSError as error:
-        print(
-            f"error: cannot create output_dir {config.output_dir}: {error}",
-            file=sys.stderr,
-        )
+        preflight.check_output_folders(config)
+    except preflight.OutputNotWritableError as error:
+        print(f"error: output_dir: {error}", file=sys.stderr)
         return EXIT_CONFIG
     _write_builtin_table(config)
     result = local_runner.run(config)

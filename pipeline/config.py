@@ -59,7 +59,8 @@ class DataConfig:
       num_classes: custom data only, when class_names is empty: classes are
         named "0", "1", ...
       features: custom data only: the feature columns as name:kind, kind one
-        of float, int, string.
+        of float, int, string. TFRecord data without columns is images: an
+        `image` of 784 int64 pixel values per record.
       schema_path: curated schema; empty means schemas/<dataset>/schema.pbtxt
         (custom data: schemas/<pipeline_name>/schema.pbtxt).
       max_examples_per_split: keep the first N records per split; 0 keeps all.
@@ -510,7 +511,7 @@ def _validate_data(config: PipelineConfig, require, check_schema: bool) -> None:
         )
         if data.format == data_spec.IDX:
             require(not data.features, "data.features: IDX images have no columns")
-        else:
+        elif data.format == data_spec.CSV:
             require(
                 bool(data.features),
                 "data.features: name the feature columns as name:kind, kind one "
@@ -611,6 +612,7 @@ def _resolve_defaults(values: dict, explicit: set[str]) -> None:
             data["data_dir"] = os.path.join(values["output_dir"], "data", dataset)
     is_image = (
         data["format"] == data_spec.IDX
+        or (data["format"] == data_spec.TFRECORD and not data["features"])
         if dataset == CUSTOM_DATASET
         else data_spec.BUILTIN[dataset].format == data_spec.IDX
     )

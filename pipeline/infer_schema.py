@@ -3,9 +3,10 @@
 TFDV infers types, shapes and string domains from the train split; this adds
 what a curated schema of this project always has (every column required, the
 label's class-id range, TRAINING and SERVING environments without the label in
-SERVING) and lists each numeric column's observed range as a comment, so a
-person can decide the bounds. The pipeline imports the curated file; it never
-infers a schema on its own.
+SERVING, skew and drift bounds on the label's class shares) and lists each
+numeric column's observed range as a comment, so a person can decide the
+bounds. The pipeline imports the curated file; it never infers a schema on its
+own.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ SERVING_ENVIRONMENT = "SERVING"
 
 class InferSchemaError(RuntimeError):
     """The draft cannot be written; the message says why."""
+
+
+# The most any class's share may differ between train and eval, or between
+# consecutive spans (L-infinity distance).
+LABEL_SHARE_THRESHOLD = 0.1
 
 
 def _train_files(config: PipelineConfig) -> list[str]:
@@ -95,6 +101,10 @@ def draft_schema(config: PipelineConfig) -> tuple[schema_pb2.Schema, str, int]:
     label.int_domain.max = spec.num_classes - 1
     label.int_domain.is_categorical = True
     label.not_in_environment.append(SERVING_ENVIRONMENT)
+    # Train/eval skew (checked by the anomaly gate) and span-to-span drift of
+    # the class shares, with the bound the built-in schemas use.
+    label.skew_comparator.infinity_norm.threshold = LABEL_SHARE_THRESHOLD
+    label.drift_comparator.infinity_norm.threshold = LABEL_SHARE_THRESHOLD
     schema.default_environment.extend([TRAINING_ENVIRONMENT, SERVING_ENVIRONMENT])
     ranges = _observed_ranges(statistics, spec)
     return schema, ranges, count

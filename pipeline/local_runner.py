@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from absl import logging
 from tfx import v1 as tfx
 
+from components.anomaly_gate import DataAnomaliesError
 from components.errors import InputDataError
 from pipeline import report, summary
 from pipeline.config import PipelineConfig, to_yaml
@@ -100,6 +101,11 @@ def _run_locked(config: PipelineConfig) -> summary.RunSummary:
         logging.error("The run stopped: %s", error)
     result = summary.summarize(config, config.evaluation.metric, started_ms)
     result.wall_time_s = round(time.monotonic() - started, 1)
+    stopped_by_gate = _cause_of_type(last_error, (DataAnomaliesError,))
+    if stopped_by_gate is not None:
+        # The gate's anomalies name the records and include train/eval skew.
+        result.anomalies = [str(anomaly) for anomaly in stopped_by_gate.anomalies]
+        result.outcome = summary.decide_outcome(result)
     bad_input = _cause_of_type(last_error, (InputDataError,))
     if bad_input is not None:
         result.outcome = summary.BAD_INPUT

@@ -29,6 +29,7 @@ from components import (
     schedules,
     signatures,
     tabular_models,
+    tfrecord_example_gen,
     trainer,
     versioning,
 )
@@ -113,8 +114,8 @@ def make_example_gen(config: PipelineConfig):
             spec=spec,
             max_examples_per_split=data.max_examples_per_split,
         ).with_id(EXAMPLE_GEN)
-    return tfx.components.ImportExampleGen(
-        input_base=data.data_dir, input_config=splits
+    return tfrecord_example_gen.CheckedImportExampleGen(
+        input_base=data.data_dir, input_config=splits, spec=spec
     ).with_id(EXAMPLE_GEN)
 
 
@@ -253,10 +254,12 @@ def check_infra_validation_platform(config: PipelineConfig) -> None:
 def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     """Builds the TFX pipeline described by a validated config."""
     example_gen = make_example_gen(config)
-    statistics_gen = tfx.components.StatisticsGen(
-        examples=example_gen.outputs["examples"]
-    )
     schema_gen = tfx.components.ImportSchemaGen(schema_file=staged_schema_file(config))
+    # With the schema, categorical features get value counts: the train/eval
+    # skew check in the gate measures them.
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]
+    )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
@@ -264,6 +267,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     gate = anomaly_gate.AnomalyGate(
         anomalies=example_validator.outputs["anomalies"],
         examples=example_gen.outputs["examples"],
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
     )
 
     settings = trainer.TrainingSettings(

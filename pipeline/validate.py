@@ -18,7 +18,17 @@ from collections.abc import Iterator
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 
-from components import anomaly_gate, csv_example_gen, data_spec, features, idx
+from components import (
+    anomaly_gate,
+    csv_example_gen,
+    data_spec,
+    features,
+    idx,
+    record_check,
+    split_skew,
+    tfrecord_check,
+)
+from components.idx_example_gen import check_split as check_idx_split
 from components.idx_example_gen import to_example
 from pipeline import data_views, pipeline
 from pipeline.config import PipelineConfig
@@ -64,13 +74,14 @@ def _records(config: PipelineConfig, pattern: str) -> Iterator[tuple[str, int, b
     spec = config.data_spec
     limit = config.data.max_examples_per_split or None
     if spec.format == data_spec.IDX:
-        images, labels = idx.find_pair(pattern)
-        idx.check_pair(images, labels)
+        images, labels = check_idx_split(pattern)
         for number, (pixels, label) in enumerate(
             idx.iter_records(images, labels, limit), start=1
         ):
             yield images, number, to_example(pixels, label).SerializeToString()
         return
+    if spec.format == data_spec.TFRECORD:
+        tfrecord_check.check_split(pattern, spec)
     paths = sorted(tf.io.gfile.glob(pattern))
     if not paths:
         raise csv_example_gen.CsvFormatError(f"no file matches {pattern}")
@@ -113,7 +124,11 @@ def validate_data(config: PipelineConfig, output_dir: str) -> ValidationResult:
                     writer.write(record)
                     count += 1
             counts[split] = count
-            statistics = tfdv.generate_statistics_from_tfrecord(records_path)
+            # With the schema, categorical features get the value counts the
+            # train/eval skew check measures.
+            statistics = tfdv.generate_statistics_from_tfrecord(
+                records_path, stats_options=tfdv.StatsOptions(schema=schema)
+            )
             statistics_by_split[split] = statistics
             anomalies = anomaly_gate.anomalies_of_split(
                 split,
@@ -122,6 +137,10 @@ def validate_data(config: PipelineConfig, output_dir: str) -> ValidationResult:
             if anomaly_gate.blocking(anomalies):
                 anomalies = _with_records(config, pattern, schema, anomalies)
             found.extend(anomalies)
+    train = statistics_by_split.get(features.TRAIN_SPLIT)
+    evaluation = statistics_by_split.get(features.EVAL_SPLIT)
+    if train is not None and evaluation is not None:
+        found.extend(split_skew.split_skew(train, evaluation, schema))
     text_path = os.path.join(output_dir, ANOMALIES_TEXT)
     with open(text_path, "w") as stream:
         stream.write(_text(config, counts, found))
@@ -131,64 +150,9 @@ def validate_data(config: PipelineConfig, output_dir: str) -> ValidationResult:
     return ValidationResult(counts, found, text_path, html_path)
 
 
-# Records named per anomaly; enough to find the pattern in the data.
-MAX_NAMED_RECORDS = 5
-
-
-def _problem(feature, schema_feature) -> bool:
-    """Whether one record's value breaks the schema feature's value rules."""
-    kind = feature.WhichOneof("kind")
-    values = list(getattr(feature, kind).value) if kind else []
-    count = schema_feature.value_count
-    if count.max and not count.min <= len(values) <= count.max:
-        return True
-    if schema_feature.HasField("int_domain") and kind == "int64_list":
-        domain = schema_feature.int_domain
-        return any(
-            (domain.HasField("min") and value < domain.min)
-            or (domain.HasField("max") and value > domain.max)
-            for value in values
-        )
-    if schema_feature.HasField("float_domain") and kind == "float_list":
-        domain = schema_feature.float_domain
-        return any(
-            (domain.HasField("min") and value < domain.min)
-            or (domain.HasField("max") and value > domain.max)
-            for value in values
-        )
-    return False
-
-
 def _with_records(config, pattern, schema, anomalies):
     """The anomalies, each naming the first records that break its feature."""
-    by_name = {feature.name: feature for feature in schema.feature}
-    wanted = {a.feature for a in anomaly_gate.blocking(anomalies)} & set(by_name)
-    named: dict[str, list[str]] = {name: [] for name in wanted}
-    counts = dict.fromkeys(wanted, 0)
-    for path, number, record in _records(config, pattern):
-        example = tf.train.Example.FromString(record)
-        for name in wanted:
-            feature = example.features.feature.get(name)
-            broken = (
-                feature is None
-                or feature.WhichOneof("kind") is None
-                or _problem(feature, by_name[name])
-            )
-            if broken:
-                counts[name] += 1
-                if len(named[name]) < MAX_NAMED_RECORDS:
-                    named[name].append(f"{os.path.basename(path)} record {number}")
-    located = []
-    for anomaly in anomalies:
-        records = named.get(anomaly.feature)
-        if records:
-            more = counts[anomaly.feature] - len(records)
-            where = ", ".join(records) + (f" and {more} more" if more else "")
-            anomaly = dataclasses.replace(
-                anomaly, description=f"{anomaly.description} (in {where})"
-            )
-        located.append(anomaly)
-    return located
+    return record_check.name_records(anomalies, schema, _records(config, pattern))
 
 
 def _text(config, counts, found) -> str:

@@ -236,10 +236,26 @@ def test_5_span_with_a_bad_label_stops_before_training(workspace):
     completed, summary = _run(workspace)
     assert completed.returncode == 3, _describe(completed)
     assert summary["outcome"] == "data_anomalies"
-    assert summary["anomalies"] == [
-        "split 'train', feature 'label': "
-        "Out-of-range values: Unexpectedly large value: 10."
-    ]
+    [anomaly] = summary["anomalies"]
+    named = re.fullmatch(
+        r"split 'train', feature 'label': Out-of-range values: Unexpectedly "
+        r"large value: 10\. \(in (data_tfrecord-\S+\.gz) record (\d+)\)",
+        anomaly,
+    )
+    assert named, anomaly
+    # The record the gate names is the one with label 10 in ExampleGen's output.
+    examples_dir = workspace["root"] / "out" / "pipelines" / "fashion_mnist"
+    newest = max(
+        (examples_dir / "ExampleGen" / "examples").iterdir(),
+        key=lambda folder: int(folder.name),
+    )
+    records = list(
+        tf.data.TFRecordDataset(
+            str(newest / "Split-train" / named.group(1)), "GZIP"
+        ).as_numpy_iterator()
+    )
+    named_record = tf.train.Example.FromString(records[int(named.group(2)) - 1])
+    assert named_record.features.feature["label"].int64_list.value == [10]
     assert "feature 'label'" in completed.stdout
     assert summary["span"] == 2
     assert "Data anomalies (1) in span 2" in completed.stdout

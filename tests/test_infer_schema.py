@@ -79,6 +79,8 @@ def test_the_draft_types_the_columns_and_bounds_the_label(drafted):
         assert [dim.size for dim in feature.shape.dim] == [1], feature.name
     assert list(schema.default_environment) == ["TRAINING", "SERVING"]
     assert list(label.not_in_environment) == ["SERVING"]
+    assert label.skew_comparator.infinity_norm.threshold == 0.1
+    assert label.drift_comparator.infinity_norm.threshold == 0.1
     assert not features["x"].not_in_environment
     assert not features["y"].not_in_environment
 

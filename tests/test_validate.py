@@ -70,3 +70,20 @@ def test_an_idx_label_outside_the_classes_is_named_with_its_record(tmp_path, cap
     assert "split 'eval', feature 'label'" in out
     assert "t10k-labels-idx1-ubyte.gz" not in out  # records are named by images file
     assert "record 5, " in out and "record 10)" in out
+
+
+def test_an_eval_split_of_one_class_fails_as_train_eval_skew(tmp_path, capsys):
+    tabular_data.write_circles(str(tmp_path / "data"))
+    eval_csv = tmp_path / "data" / "eval" / "data.csv"
+    header, *rows = eval_csv.read_text().splitlines()
+    # Every eval point labelled outer (0): valid values, a skewed class mix.
+    relabelled = [row.rsplit(",", 1)[0] + ",0" for row in rows]
+    eval_csv.write_text("\n".join([header, *relabelled]) + "\n")
+    exit_code = _validate(
+        tmp_path / "data", tmp_path / "report", "--config", "configs/circles.yaml"
+    )
+    assert exit_code == cli.EXIT_DATA
+    out = capsys.readouterr().out
+    assert "Anomalies: 1 (1 ERROR)" in out
+    assert "split 'eval', feature 'label': Train/eval skew: L-infinity distance" in out
+    assert "above the schema's threshold 0.1" in out
