@@ -14,7 +14,6 @@ span look-up to a `pre_cache_check` hook, which only Vertex AI runs. Here:
   first model is judged against the absolute bound alone.
 """
 
-
 from typing import Any
 
 from absl import logging
