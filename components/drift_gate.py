@@ -7,7 +7,6 @@ its own. The previous span's statistics are looked up in the metadata store, so
 the first span, or a schema with no comparator, passes.
 """
 
-
 import dataclasses
 import os
 

@@ -198,7 +198,8 @@ class KubeflowConfig:
         local beam_pipeline_args.
       host: the KFP API endpoint for submit and schedule, e.g.
         http://ml-pipeline-ui.kubeflow:80.
-      namespace: the Kubeflow namespace (multi-user installs).
+      namespace: the Kubeflow profile namespace of a multi-user install;
+        empty for a single-user install.
       experiment: the KFP experiment runs and schedules are created in.
       metadata_grpc_host: the cluster's ML Metadata gRPC service, which the
         baseline and span-window steps query on the kfp backend.
@@ -217,7 +218,7 @@ class KubeflowConfig:
         "--direct_num_workers=0",
     )
     host: str = ""
-    namespace: str = "kubeflow"
+    namespace: str = ""
     experiment: str = "kpipe"
     metadata_grpc_host: str = "metadata-grpc-service.kubeflow"
     metadata_grpc_port: int = 8080
