@@ -197,17 +197,32 @@ def compile_pipeline(config: PipelineConfig, output_path: str) -> str:
         # Schema 2.1 types parameters as the KFP SDK 2.x and backend expect.
         use_pipeline_spec_2_1=True,
     )
+    job = kubeflow_v2_dag_runner.KubeflowV2DagRunner(runner_config).run(
+        cluster_pipeline(config),
+        parameter_values={DATA_DIR_PARAMETER: cluster_target(config).data_dir},
+        write_out=False,
+    )
+    document = job["pipelineSpec"]
+    # TFX keeps run-time parameter defaults in the job, not in the spec; the
+    # spec uploaded to KFP carries them so that a run without them works.
+    parameters = document["root"].get("inputDefinitions", {}).get("parameters", {})
+    for name, value in job.get("runtimeConfig", {}).get("parameterValues", {}).items():
+        parameters[name]["defaultValue"] = value
+        parameters[name]["isOptional"] = True
+    spec = pipeline_spec_pb2.PipelineSpec()
+    json_format.ParseDict(document, spec)
+    check_backend(spec, config.kubeflow.backend)
     output_dir = os.path.dirname(os.path.abspath(output_path))
     os.makedirs(output_dir, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output_dir) as scratch:
-        scratch_path = os.path.join(scratch, os.path.basename(output_path))
-        kubeflow_v2_dag_runner.KubeflowV2DagRunner(
-            runner_config,
-            output_dir=scratch,
-            output_filename=os.path.basename(output_path),
-        ).run(cluster_pipeline(config))
-        check_backend(load_spec(scratch_path), config.kubeflow.backend)
-        os.replace(scratch_path, output_path)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=output_dir, suffix=".yaml", delete=False
+    ) as stream:
+        stream.write(
+            f"# Pipeline '{config.pipeline_name}' for "
+            f"kubeflow.backend={config.kubeflow.backend}, compiled by kpipe compile\n"
+        )
+        yaml.safe_dump(document, stream, sort_keys=True)
+    os.replace(stream.name, output_path)
     return output_path
 
 
