@@ -155,6 +155,33 @@ def _run(args) -> int:
     return _exit_code(result.outcome)
 
 
+def _retrain(args) -> int:
+    """Runs the pipeline when the data holds a span newer than the last trained."""
+    from pipeline import retrain
+
+    config = _load_config(args)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        spans = retrain.check(config)
+    except retrain.NoSpansError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not spans.has_new_span:
+        print(
+            f"Nothing new to train on: span {spans.newest_span} is the newest in "
+            f"{config.data.data_dir}, and span {spans.last_trained_span} was "
+            "trained already."
+        )
+        return 0
+    print(
+        f"Span {spans.newest_span} is new (last trained: "
+        f"{spans.last_trained_span or 'none'}); running the pipeline.",
+        flush=True,
+    )
+    return _run(args)
+
+
 def _overrides(args) -> list[str]:
     overrides = list(args.set or [])
     for flag, field in (
@@ -576,6 +603,12 @@ def _parser() -> argparse.ArgumentParser:
         return command
 
     add("run", _run, "run the pipeline locally with Beam's DirectRunner")
+    add(
+        "retrain",
+        _retrain,
+        "run the pipeline only when the data holds a span newer than the last "
+        "trained one (safe for cron)",
+    )
     sweep = add(
         "lr-sweep",
         _lr_sweep,
