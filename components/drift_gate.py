@@ -76,25 +76,11 @@ def has_drift_comparator(schema: schema_pb2.Schema) -> bool:
     return any(feature.HasField("drift_comparator") for feature in schema.feature)
 
 
-def previous_span_statistics(
-    metadata_connection: str, pipeline_name: str, span: int
-) -> tuple[int, str] | None:
-    """(span, uri) of the newest statistics of the span just before `span`."""
-    store = metadata_lookup.open_store(metadata_connection)
-    older = [
-        (metadata_lookup.span_of(artifact), artifact.uri)
-        for artifact in metadata_lookup.pipeline_artifacts(
-            store, pipeline_name, "ExampleStatistics"
-        )
-        if (metadata_lookup.span_of(artifact) or 0) < span
-    ]
-    return max(older) if older else None
-
-
 @component
 def DriftGate(  # noqa: N802 - TFX component names are CamelCase.
     statistics: InputArtifact[standard_artifacts.ExampleStatistics],
     schema: InputArtifact[standard_artifacts.Schema],
+    examples: InputArtifact[standard_artifacts.Examples],
     metadata_connection: Parameter[str],
     pipeline_name: Parameter[str],
 ):
@@ -105,20 +91,21 @@ def DriftGate(  # noqa: N802 - TFX component names are CamelCase.
     if not has_drift_comparator(schema_proto):
         logging.info("Drift check: the schema sets no drift_comparator")
         return
-    previous = previous_span_statistics(
-        metadata_connection, pipeline_name, statistics.span
+    span = metadata_lookup.artifact_span(examples)
+    previous = metadata_lookup.previous_span_statistics(
+        metadata_lookup.open_store(metadata_connection), pipeline_name, span
     )
     if previous is None:
-        logging.info("Drift check: span %d is the first span", statistics.span)
+        logging.info("Drift check: no statistics of a span before span %d", span)
         return
     previous_span, previous_uri = previous
     drifts = find_drift(
         read_statistics(statistics.uri), read_statistics(previous_uri), schema_proto
     )
     if drifts:
-        raise SpanDriftError(drifts, statistics.span, previous_span)
+        raise SpanDriftError(drifts, span, previous_span)
     logging.info(
         "Drift check: span %d is within the schema's bounds of span %d",
-        statistics.span,
+        span,
         previous_span,
     )

@@ -99,16 +99,57 @@ def latest_blessed_model_uri(
     return blessed[-1] if blessed else None
 
 
-def statistics_of_span(
+def artifact_span(artifact) -> int:
+    """A TFX Artifact's span: ExampleGen's driver records it as a custom
+    property, which the `span` attribute does not read."""
+    if artifact.has_custom_property(SPAN_PROPERTY):
+        return artifact.get_int_custom_property(SPAN_PROPERTY)
+    return artifact.span
+
+
+def previous_span_statistics(
     store: metadata_store.MetadataStore, pipeline_name: str, span: int
-) -> metadata_store_pb2.Artifact | None:
-    """The newest ExampleStatistics of one span of this pipeline, or None."""
-    found = [
+) -> tuple[int, str] | None:
+    """(span, folder) of the statistics computed on the newest earlier span.
+
+    The examples of the highest span below `span` are found by their span;
+    their statistics through the metadata store's lineage (the execution that
+    read those examples and wrote ExampleStatistics).
+    """
+    earlier = [
         artifact
-        for artifact in pipeline_artifacts(store, pipeline_name, "ExampleStatistics")
-        if span_of(artifact) == span
+        for artifact in pipeline_artifacts(store, pipeline_name, "Examples")
+        if (span_of(artifact) is not None) and span_of(artifact) < span
     ]
-    return found[-1] if found else None
+    if not earlier:
+        return None
+    newest_span = max(span_of(artifact) for artifact in earlier)
+    example_ids = [a.id for a in earlier if span_of(a) == newest_span]
+    reader_ids = {
+        event.execution_id
+        for event in store.get_events_by_artifact_ids(example_ids)
+        if event.type == metadata_store_pb2.Event.INPUT
+    }
+    if not reader_ids:
+        return None
+    output_ids = {
+        event.artifact_id
+        for event in store.get_events_by_execution_ids(sorted(reader_ids))
+        if event.type == metadata_store_pb2.Event.OUTPUT
+    }
+    types = {
+        artifact_type.id: artifact_type.name
+        for artifact_type in store.get_artifact_types()
+    }
+    statistics = [
+        artifact
+        for artifact in store.get_artifacts_by_id(sorted(output_ids))
+        if _type_matches(types.get(artifact.type_id, ""), "ExampleStatistics")
+        and artifact.state == metadata_store_pb2.Artifact.LIVE
+    ]
+    if not statistics:
+        return None
+    return newest_span, max(statistics, key=lambda artifact: artifact.id).uri
 
 
 def trained_spans(store: metadata_store.MetadataStore, pipeline_name: str) -> set[int]:

@@ -112,6 +112,10 @@ def resolve_newest_span(exec_properties: dict[str, Any]) -> dict[str, Any]:
 def _mark_span(output_dict, exec_properties: dict[str, Any]) -> None:
     for examples in output_dict[specs.EXAMPLES_KEY]:
         examples.span = exec_properties[example_gen_utils.SPAN_PROPERTY_NAME]
+        examples.set_int_custom_property(
+            example_gen_utils.SPAN_PROPERTY_NAME,
+            exec_properties[example_gen_utils.SPAN_PROPERTY_NAME],
+        )
         if exec_properties[example_gen_utils.VERSION_PROPERTY_NAME] is not None:
             examples.version = exec_properties[example_gen_utils.VERSION_PROPERTY_NAME]
         examples.set_string_custom_property(

@@ -31,6 +31,7 @@ from components import (
     pusher,
     schedules,
     signatures,
+    span_window,
     tabular_models,
     trainer,
     versioning,
@@ -51,6 +52,7 @@ BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
 INFRA_VALIDATOR = "InfraValidator"
 DRIFT_GATE = "DriftGate"
+SPAN_WINDOW = "SpanWindow"
 PUSHER = "VersionedPusher"
 SERVED_VERSIONS_KEY = "served_versions"
 
@@ -300,11 +302,13 @@ def create_pipeline(
         None builds the local pipeline.
     """
     example_gen = make_example_gen(config, cluster)
-    statistics_gen = tfx.components.StatisticsGen(
-        examples=example_gen.outputs["examples"]
-    )
     schema_gen = tfx.components.ImportSchemaGen(
         schema_file=cluster.schema_file if cluster else staged_schema_file(config)
+    )
+    # With the schema, a label the schema calls categorical gets the value
+    # counts that a drift_comparator's infinity norm compares.
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]
     )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
@@ -314,6 +318,17 @@ def create_pipeline(
         anomalies=example_validator.outputs["anomalies"],
         examples=example_gen.outputs["examples"],
     )
+
+    training_examples = example_gen.outputs["examples"]
+    window = None
+    if config.retraining.span_window > 1:
+        window = span_window.SpanWindow(
+            examples=example_gen.outputs["examples"],
+            span_count=config.retraining.span_window,
+            metadata_connection=metadata_connection(config, cluster),
+            pipeline_name=config.pipeline_name,
+        ).with_id(SPAN_WINDOW)
+        training_examples = window.outputs["window"]
 
     settings = trainer.TrainingSettings(
         preset=config.training.preset,
@@ -331,7 +346,7 @@ def create_pipeline(
     finder = None
     if config.lr_finder.enabled:
         finder = lr_finder_component.LearningRateFinder(
-            examples=example_gen.outputs["examples"],
+            examples=training_examples,
             schema=schema_gen.outputs["schema"],
             training=json.dumps(settings.to_json_dict(), sort_keys=True),
             steps=config.lr_finder.steps,
@@ -354,7 +369,7 @@ def create_pipeline(
     model_trainer = tfx.components.Trainer(
         module_file=None,
         run_fn=TRAINER_MODULE,
-        examples=example_gen.outputs["examples"],
+        examples=training_examples,
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
@@ -374,6 +389,7 @@ def create_pipeline(
         drift = drift_gate.DriftGate(
             statistics=statistics_gen.outputs["statistics"],
             schema=schema_gen.outputs["schema"],
+            examples=example_gen.outputs["examples"],
             metadata_connection=metadata_connection(config, cluster),
             pipeline_name=config.pipeline_name,
         ).with_id(DRIFT_GATE)
@@ -431,6 +447,7 @@ def create_pipeline(
         example_validator,
         gate,
         *([drift] if drift else []),
+        *([window] if window else []),
         *([finder] if finder else []),
         model_trainer,
         baseline_resolver,
