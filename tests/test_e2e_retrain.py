@@ -1,9 +1,10 @@
 """Span-based retraining on the real pipeline, with the circles table in spans.
 
-Span 1 trains and pushes version 1; span 2 retrains (warm-started from version
-1), is judged against version 1 and pushed only if not worse; `retrain` with
-no new span runs nothing and says so; a span whose label distribution moved
-past the schema's drift_comparator bound stops the run before training.
+Span 1 trains and pushes version 1; span 2 retrains on spans 1 and 2 (a window
+of two, warm-started from version 1), is judged against version 1 and pushed
+only if not worse; `retrain` with no new span runs nothing and says so; a span
+whose label distribution moved past the schema's drift_comparator bound stops
+the run before training.
 
 The schema is this test's own (tests/fixtures/circles_drift_schema.pbtxt): the
 circles schema with an infinity-norm drift comparator of 0.2 on the label.
@@ -85,6 +86,7 @@ evaluation:
   lower_bound: 0.9
 retraining:
   warm_start: true
+  span_window: 2
 """
     )
     data_dir.mkdir()
@@ -109,6 +111,7 @@ def test_spans_retrain_compare_skip_and_stop_on_drift(job, capsys):
     assert second["span"] == 2
     assert second["had_baseline"] is True, output
     assert "Warm start from the weights of" in output
+    assert "Span window: training on spans 1,2" in output
     # Pushed exactly when judged not worse than version 1.
     if second["blessed"]:
         assert code == cli.EXIT_PUSHED, output
