@@ -31,11 +31,12 @@ from pipeline.targets import KFP_BACKEND, VERTEX_BACKEND, ClusterTarget
 
 # Where kubeflow/Dockerfile puts the project inside the image.
 IMAGE_PROJECT_DIR = "/pipeline"
+IMAGE_SCHEMAS_FOLDER = "schemas"
 DATA_DIR_PARAMETER = "data_dir"
 # Executor kinds each backend runs.
 BACKEND_EXECUTORS = {
     KFP_BACKEND: ("container", "importer"),
-    VERTEX_BACKEND: ("container", "importer", "resolver"),
+    VERTEX_BACKEND: ("container", "container+pre_cache_check", "importer", "resolver"),
 }
 _MEMORY_UNITS_GB = {
     "": 1e-9,
@@ -74,11 +75,12 @@ def image_schema_path(schema_file: str) -> str:
     if "://" in schema_file:
         return schema_file
     relative = os.path.relpath(schema_file, PROJECT_ROOT)
-    if relative.startswith(".."):
+    if not relative.startswith(IMAGE_SCHEMAS_FOLDER + os.sep):
         raise CompileError(
-            f"data.schema_path: {schema_file} is outside the project folder, so "
-            "the image does not hold it; put it under schemas/ or give a gs:// "
-            "or s3:// URI"
+            f"data.schema_path: {schema_file} is not under the project's "
+            f"{IMAGE_SCHEMAS_FOLDER}/ folder, so the image does not hold it; put "
+            "it there and rebuild the image, or set kubeflow.schema_uri to where "
+            "the pods can read it"
         )
     return f"{IMAGE_PROJECT_DIR}/{relative}"
 
@@ -98,7 +100,7 @@ def cluster_target(config: PipelineConfig) -> ClusterTarget:
         data_dir=kubeflow.data_dir or config.data.data_dir,
         serving_model_dir=kubeflow.serving_model_dir
         or f"{root}/serving_model/{config.pipeline_name}",
-        schema_file=image_schema_path(config.schema_file),
+        schema_file=kubeflow.schema_uri or image_schema_path(config.schema_file),
         beam_pipeline_args=tuple(kubeflow.beam_pipeline_args),
         metadata_connection=metadata_lookup.connection_text(
             grpc_host=kubeflow.metadata_grpc_host,

@@ -191,6 +191,9 @@ class KubeflowConfig:
         empty means data.data_dir.
       serving_model_dir: where the Pusher writes versions, as the pods see it;
         empty means <pipeline_root>/serving_model/<pipeline_name>.
+      schema_uri: the curated schema as the pods read it (gs://, s3:// or a
+        mounted path); empty means the image's copy of data.schema_path, which
+        must then be under schemas/.
       image: the container image every component runs in (kubeflow/Dockerfile).
       cpu: CPU request and limit per component, e.g. "2" or "500m".
       memory: memory request and limit per component, e.g. "8G".
@@ -210,6 +213,7 @@ class KubeflowConfig:
     pipeline_root: str = ""
     data_dir: str = ""
     serving_model_dir: str = ""
+    schema_uri: str = ""
     image: str = "kpipe:1.16.0"
     cpu: str = "2"
     memory: str = "8G"

@@ -239,3 +239,37 @@ def test_a_bad_cron_sends_nothing(compiled, tmp_path, capsys):
     assert code == cli.EXIT_CONFIG
     assert "seconds first" in capsys.readouterr().err
     assert server.requests == []
+
+
+def test_a_pre_cache_check_hook_is_refused_for_open_source_kfp(tmp_path):
+    """TFRecord data goes through TFX's ImportExampleGen, whose span look-up
+    compiles to a driver hook that only Vertex runs."""
+    schema = tmp_path / "schema.pbtxt"
+    schema.write_text(
+        'feature { name: "label" type: INT } feature { name: "x" type: FLOAT }\n'
+    )
+    (tmp_path / "data").mkdir()
+    settings = [
+        f"output_dir={tmp_path}",
+        "pipeline_name=records",
+        "data.dataset=custom",
+        "data.format=tfrecord",
+        f"data.data_dir={tmp_path / 'data'}",
+        "data.num_classes=2",
+        "data.features=[x:float]",
+        f"data.schema_path={schema}",
+        "training.preset=seed_nonlinear",
+        "kubeflow.pipeline_root=gs://bucket/root",
+    ]
+    config = load_config(overrides=settings, environ={})
+    with pytest.raises(runner.CompileError, match="kubeflow.schema_uri"):
+        runner.compile_pipeline(config, str(tmp_path / "records.yaml"))
+    settings.append("kubeflow.schema_uri=gs://bucket/schemas/records.pbtxt")
+    config = load_config(overrides=settings, environ={})
+    output = tmp_path / "records.yaml"
+    with pytest.raises(runner.CompileError, match=r"ExampleGen \(container\+pre_cache"):
+        runner.compile_pipeline(config, str(output))
+    assert not output.exists()
+    vertex = load_config(overrides=[*settings, "kubeflow.backend=vertex"], environ={})
+    spec = runner.load_spec(runner.compile_pipeline(vertex, str(output)))
+    assert runner.executor_kinds(spec)["ExampleGen"] == "container+pre_cache_check"
