@@ -13,7 +13,14 @@ setup(
     description="A production TFX training pipeline for Keras classifiers.",
     python_requires=">=3.9,<3.11",
     packages=find_packages(
-        include=["pipeline", "pipeline.*", "components", "components.*"]
+        include=[
+            "pipeline",
+            "pipeline.*",
+            "components",
+            "components.*",
+            "kubeflow",
+            "kubeflow.*",
+        ]
     ),
     install_requires=[
         "tfx[kfp]==1.16.0",

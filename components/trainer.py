@@ -47,6 +47,7 @@ class TrainingSettings:
     schedule: schedules.ScheduleSpec
     data: data_spec.DataSpec = data_spec.FASHION_MNIST
     optimizer: str = "adam"
+    distribution_strategy: str = "none"
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -233,6 +234,59 @@ def check_optimizer_takes_callback(optimizer: keras.optimizers.Optimizer) -> Non
         )
 
 
+def warm_start_model_dir(base_model: str | None) -> str | None:
+    """The SavedModel folder inside the base Model artifact, or None.
+
+    The Trainer receives the latest blessed Model artifact's folder, which is
+    empty on the first run; the exported model is in Format-Serving/.
+    """
+    if not base_model:
+        return None
+    serving_dir = os.path.join(base_model, "Format-Serving")
+    for folder in (serving_dir, base_model):
+        if tf.io.gfile.exists(os.path.join(folder, "saved_model.pb")):
+            return folder
+    return None
+
+
+def load_weights_from(model: keras.Model, saved_model_dir: str) -> None:
+    """Copies an earlier model's weights into `model` when the shapes agree.
+
+    A model of another preset or another feature set cannot lend its weights;
+    then training starts from scratch and the log says why.
+    """
+    earlier = keras.models.load_model(saved_model_dir, compile=False)
+    weights = earlier.get_weights()
+    shapes = [weight.shape for weight in model.get_weights()]
+    if shapes != [weight.shape for weight in weights]:
+        logging.warning(
+            "Warm start skipped: the model at %s has other weight shapes",
+            saved_model_dir,
+        )
+        return
+    model.set_weights(weights)
+    logging.info("Warm start from the weights of %s", saved_model_dir)
+
+
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy the model is built and trained under.
+
+    none: the default strategy (one device). mirrored: every GPU of this
+    machine, or its CPU. multi_worker_mirrored: the workers named by the
+    TF_CONFIG environment variable, which a cluster's training job sets.
+    """
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "none":
+        return tf.distribute.get_strategy()
+    raise ValueError(
+        f"training.distribution_strategy: {name!r} is not one of "
+        "none, mirrored, multi_worker_mirrored"
+    )
+
+
 def train(
     settings: TrainingSettings,
     train_dataset: tf.data.Dataset,
@@ -240,6 +294,7 @@ def train(
     log_dir: str | None = None,
     optimizer: keras.optimizers.Optimizer | None = None,
     initial_epoch: int = 0,
+    warm_start_from: str | None = None,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Builds, compiles and fits a preset; returns the model and its history.
 
@@ -251,12 +306,19 @@ def train(
       optimizer: replaces the default Adam; its rate must be a float.
       initial_epoch: epochs already done by a run being resumed; the schedule
         continues from there.
+      warm_start_from: a SavedModel folder of an earlier model of the same
+        preset; its weights replace the fresh ones before training.
     """
     keras.utils.set_random_seed(settings.seed)
-    model = build_model(settings, train_dataset)
-    compile_model(
-        model, settings.schedule.initial_learning_rate, optimizer or settings.optimizer
-    )
+    with distribution_strategy(settings.distribution_strategy).scope():
+        model = build_model(settings, train_dataset)
+        compile_model(
+            model,
+            settings.schedule.initial_learning_rate,
+            optimizer or settings.optimizer,
+        )
+    if warm_start_from:
+        load_weights_from(model, warm_start_from)
     model.summary(print_fn=logging.info)
     # The schedule callback comes first so that the rate it logs reaches
     # TensorBoard in the same epoch.
@@ -320,7 +382,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         seed=settings.seed,
         spec=settings.data,
     )
-    model, history = train(settings, train_dataset, eval_dataset, fn_args.model_run_dir)
+    model, history = train(
+        settings,
+        train_dataset,
+        eval_dataset,
+        fn_args.model_run_dir,
+        warm_start_from=warm_start_model_dir(fn_args.base_model),
+    )
     with tf.io.gfile.GFile(
         os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w"
     ) as out:

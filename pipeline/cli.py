@@ -153,6 +153,33 @@ def _run(args) -> int:
     return _exit_code(result.outcome)
 
 
+def _retrain(args) -> int:
+    """Runs the pipeline when the data holds a span newer than the last trained."""
+    from pipeline import retrain
+
+    config = _load_config(args)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        spans = retrain.check(config)
+    except retrain.NoSpansError as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not spans.has_new_span:
+        print(
+            f"Nothing new to train on: span {spans.newest_span} is the newest in "
+            f"{config.data.data_dir}, and span {spans.last_trained_span} was "
+            "trained already."
+        )
+        return 0
+    print(
+        f"Span {spans.newest_span} is new (last trained: "
+        f"{spans.last_trained_span or 'none'}); running the pipeline.",
+        flush=True,
+    )
+    return _run(args)
+
+
 def _overrides(args) -> list[str]:
     overrides = list(args.set or [])
     for flag, field in (
@@ -237,6 +264,115 @@ def _show_summary(args) -> int:
     )
     print(summary.render(result))
     return _exit_code(result.outcome)
+
+
+def _kubeflow_spec(args, config) -> str:
+    """The spec to send: --spec as given, or the pipeline compiled now."""
+    from kubeflow import runner
+
+    if getattr(args, "spec", None):
+        return args.spec
+    path = args.output or os.path.join(
+        config.output_dir, "kubeflow", f"{config.pipeline_name}.yaml"
+    )
+    return runner.compile_pipeline(config, path)
+
+
+def _parameters(args, config) -> dict:
+    """Run-time parameters: the data folder, then any --param NAME=VALUE."""
+    from kubeflow import runner
+
+    values = {}
+    if config.kubeflow.data_dir:
+        values[runner.DATA_DIR_PARAMETER] = config.kubeflow.data_dir
+    for item in getattr(args, "param", None) or []:
+        name, separator, value = item.partition("=")
+        if not separator:
+            raise ValueError(f"--param {item!r}: expected NAME=VALUE")
+        values[name] = value
+    return values
+
+
+def _kubeflow(args) -> int:
+    """compile, submit and schedule: the Kubeflow Pipelines commands."""
+    from kubeflow import kfp_api, runner
+
+    config = _load_config(args)
+    if config is None:
+        return EXIT_CONFIG
+    try:
+        if args.command == "schedule" and args.cron:
+            kfp_api.validate_cron(args.cron)
+        if args.command == "compile":
+            path = _kubeflow_spec(args, config)
+            print(f"Compiled for kubeflow.backend={config.kubeflow.backend}: {path}")
+            return 0
+        if args.command == "schedule" and (args.list or args.delete):
+            client = kfp_api.make_client(config)
+            if args.delete:
+                kfp_api.delete_schedule(client, args.delete)
+                print(f"Deleted recurring run {args.delete}")
+            else:
+                for recurring_run in kfp_api.list_schedules(client, config):
+                    print(kfp_api.describe(recurring_run))
+            return 0
+        params = _parameters(args, config)
+        spec = _kubeflow_spec(args, config)
+        client = kfp_api.make_client(config)
+        if args.command == "submit":
+            run = kfp_api.submit(client, config, spec, params, args.run_name or "")
+            print(f"Created run {run.run_id} of '{config.pipeline_name}' from {spec}")
+        else:
+            recurring_run = kfp_api.schedule(
+                client, config, spec, args.cron, params, args.name or ""
+            )
+            print(
+                f"Created recurring run {recurring_run.recurring_run_id}: "
+                f"cron {args.cron}, one run at a time, no catch-up"
+            )
+    except (runner.CompileError, kfp_api.ScheduleError, ValueError) as error:
+        print(f"config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+def _add_kubeflow(add) -> None:
+    for name, help_text in (
+        ("compile", "compile the pipeline for Kubeflow Pipelines to a YAML spec"),
+        ("submit", "upload the spec to kubeflow.host and create a run"),
+        (
+            "schedule",
+            "create (--cron), list (--list) or delete (--delete ID) recurring runs",
+        ),
+    ):
+        command = add(name, _kubeflow, help_text)
+        command.add_argument(
+            "--output",
+            help="where to write the spec (default: "
+            "<output_dir>/kubeflow/<pipeline_name>.yaml)",
+        )
+        if name == "compile":
+            continue
+        command.add_argument("--spec", help="send this compiled spec as it is")
+        command.add_argument(
+            "--param",
+            action="append",
+            metavar="NAME=VALUE",
+            help="a run-time parameter of the spec, e.g. data_dir=gs://b/d",
+        )
+        if name == "submit":
+            command.add_argument("--run-name", help="the run's display name")
+            continue
+        action = command.add_mutually_exclusive_group(required=True)
+        action.add_argument(
+            "--cron",
+            help="six fields, seconds first: '0 0 2 * * *' is 02:00 every day",
+        )
+        action.add_argument(
+            "--list", action="store_true", help="list the experiment's recurring runs"
+        )
+        action.add_argument("--delete", metavar="ID", help="delete a recurring run")
+        command.add_argument("--name", help="the recurring run's display name")
 
 
 def _report(args) -> int:
@@ -480,6 +616,12 @@ def _parser() -> argparse.ArgumentParser:
         return command
 
     add("run", _run, "run the pipeline locally with Beam's DirectRunner")
+    add(
+        "retrain",
+        _retrain,
+        "run the pipeline only when the data holds a span newer than the last "
+        "trained one (safe for cron)",
+    )
     sweep = add(
         "lr-sweep",
         _lr_sweep,
@@ -509,6 +651,7 @@ def _parser() -> argparse.ArgumentParser:
         "(default: <output_dir>/validation)",
     )
     add("show-config", _show_config, "print the effective config as YAML")
+    _add_kubeflow(add)
     add("summary", _show_summary, "print the summary of the latest run")
     report = add("report", _report, "write the HTML report of the latest run again")
     report.add_argument(

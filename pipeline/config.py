@@ -37,6 +37,8 @@ SUPPORTED_METRICS = ("SparseCategoricalAccuracy",)
 BINARY_METRICS = ("BinaryAccuracy", "AUC", "Precision", "Recall")
 OPTIMIZERS = ("adam", "sgd")
 SERVING_PLATFORMS = ("docker", "kubernetes")
+KUBEFLOW_BACKENDS = ("kfp", "vertex")
+DISTRIBUTION_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
 
 
 class ConfigError(ValueError):
@@ -83,6 +85,9 @@ class TrainingConfig:
 
     preset: str = "cnn"
     optimizer: str = "adam"
+    # none; mirrored (the GPUs or CPUs of one machine); multi_worker_mirrored
+    # (workers named by TF_CONFIG, on a cluster).
+    distribution_strategy: str = "none"
     epochs: int = 12
     batch_size: int = 32
     seed: int = 42
@@ -156,16 +161,83 @@ class ServingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RetrainingConfig:
+    """Which spans a run trains on, and what it starts from.
+
+    Attributes:
+      span_window: train on the newest span (1) or on the last K spans the
+        pipeline has read, K >= 2 (each span is read once, when it is new).
+      warm_start: start training from the weights of the latest blessed model
+        when there is one with the same preset.
+      drift_check: compare the new span's statistics with the previous span's
+        under the schema's drift_comparator entries; a distance past the
+        threshold stops the run before training.
+    """
+
+    span_window: int = 1
+    warm_start: bool = False
+    drift_check: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeflowConfig:
+    """How `kpipe compile`, `submit` and `schedule` build and send the pipeline.
+
+    Attributes:
+      backend: kfp (open-source Kubeflow Pipelines v2) or vertex (Vertex AI
+        Pipelines); it decides which executor kinds the spec may hold.
+      pipeline_root: where the pods write artifacts: gs://, s3:// or a path of
+        a volume mounted in every pod.
+      data_dir: the data folder as the pods see it (span-N/ folders);
+        empty means data.data_dir.
+      serving_model_dir: where the Pusher writes versions, as the pods see it;
+        empty means <pipeline_root>/serving_model/<pipeline_name>.
+      schema_uri: the curated schema as the pods read it (gs://, s3:// or a
+        mounted path); empty means the image's copy of data.schema_path, which
+        must then be under schemas/.
+      image: the container image every component runs in (kubeflow/Dockerfile).
+      cpu: CPU request and limit per component, e.g. "2" or "500m".
+      memory: memory request and limit per component, e.g. "8G".
+      beam_pipeline_args: Beam args for the cluster run; they replace the
+        local beam_pipeline_args.
+      host: the KFP API endpoint for submit and schedule, e.g.
+        http://ml-pipeline-ui.kubeflow:80.
+      namespace: the Kubeflow profile namespace of a multi-user install;
+        empty for a single-user install.
+      experiment: the KFP experiment runs and schedules are created in.
+      metadata_grpc_host: the cluster's ML Metadata gRPC service, which the
+        baseline and span-window steps query on the kfp backend.
+      metadata_grpc_port: its port.
+    """
+
+    backend: str = "kfp"
+    pipeline_root: str = ""
+    data_dir: str = ""
+    serving_model_dir: str = ""
+    schema_uri: str = ""
+    image: str = "kpipe:1.16.0"
+    cpu: str = "2"
+    memory: str = "8G"
+    beam_pipeline_args: tuple[str, ...] = (
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=0",
+    )
+    host: str = ""
+    namespace: str = ""
+    experiment: str = "kpipe"
+    metadata_grpc_host: str = "metadata-grpc-service.kubeflow"
+    metadata_grpc_port: int = 8080
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """The whole config; paths below output_dir are derived from it."""
 
     pipeline_name: str = "fashion_mnist"
     output_dir: str = "outputs"
     enable_cache: bool = True
-    beam_pipeline_args: tuple[str, ...] = (
-        "--direct_running_mode=in_memory",
-        "--direct_num_workers=1",
-    )
+    # Empty: chosen by the data's size (pipeline/beam_args.py).
+    beam_pipeline_args: tuple[str, ...] = ()
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
     lr_finder: LearningRateFinderConfig = dataclasses.field(
@@ -173,6 +245,8 @@ class PipelineConfig:
     )
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
     serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
+    retraining: RetrainingConfig = dataclasses.field(default_factory=RetrainingConfig)
+    kubeflow: KubeflowConfig = dataclasses.field(default_factory=KubeflowConfig)
 
     @property
     def pipeline_root(self) -> str:
@@ -234,6 +308,9 @@ class PipelineConfig:
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
         values["beam_pipeline_args"] = list(self.beam_pipeline_args)
+        values["kubeflow"]["beam_pipeline_args"] = list(
+            self.kubeflow.beam_pipeline_args
+        )
         return values
 
 
@@ -243,6 +320,8 @@ _SECTIONS = {
     "lr_finder": LearningRateFinderConfig,
     "evaluation": EvaluationConfig,
     "serving": ServingConfig,
+    "retraining": RetrainingConfig,
+    "kubeflow": KubeflowConfig,
 }
 
 
@@ -460,7 +539,55 @@ def validate(config: PipelineConfig, check_schema: bool = True) -> PipelineConfi
         bool(serving.image.strip()) and bool(serving.image_tag.strip()),
         "serving.image and serving.image_tag: must not be empty",
     )
+    require(
+        training.distribution_strategy in DISTRIBUTION_STRATEGIES,
+        f"training.distribution_strategy: {training.distribution_strategy!r} is "
+        f"not one of {list(DISTRIBUTION_STRATEGIES)}",
+    )
+    _validate_retraining_and_kubeflow(config, require)
     return config
+
+
+def _validate_retraining_and_kubeflow(config: PipelineConfig, require) -> None:
+    retraining = config.retraining
+    require(
+        retraining.span_window >= 1,
+        "retraining.span_window: must be at least 1 (1 trains on the newest span)",
+    )
+    kubeflow = config.kubeflow
+    require(
+        kubeflow.backend in KUBEFLOW_BACKENDS,
+        f"kubeflow.backend: {kubeflow.backend!r} is not one of "
+        f"{list(KUBEFLOW_BACKENDS)}",
+    )
+    root = kubeflow.pipeline_root
+    require(
+        not root or root.startswith(("gs://", "s3://", "/")),
+        f"kubeflow.pipeline_root: {root!r} must be gs://..., s3://... or the "
+        "absolute path of a volume mounted in every pod",
+    )
+    require(
+        not (kubeflow.backend == "vertex" and root and not root.startswith("gs://")),
+        f"kubeflow.pipeline_root: {root!r}: Vertex AI Pipelines needs a gs:// root",
+    )
+    require(bool(kubeflow.image.strip()), "kubeflow.image: must not be empty")
+    require(
+        re.fullmatch(r"\d+(\.\d+)?m?", kubeflow.cpu) is not None,
+        f"kubeflow.cpu: {kubeflow.cpu!r} is not a CPU amount such as 2, 0.5 or 500m",
+    )
+    require(
+        re.fullmatch(r"\d+(\.\d+)?(K|M|G|T|Ki|Mi|Gi|Ti)?", kubeflow.memory) is not None,
+        f"kubeflow.memory: {kubeflow.memory!r} is not a memory amount such as "
+        "8G or 512Mi",
+    )
+    require(
+        not kubeflow.host or kubeflow.host.startswith(("http://", "https://")),
+        f"kubeflow.host: {kubeflow.host!r} must start with http:// or https://",
+    )
+    require(
+        1 <= kubeflow.metadata_grpc_port <= 65535,
+        "kubeflow.metadata_grpc_port: must be a port number, 1..65535",
+    )
 
 
 def default_schema_path(dataset: str, pipeline_name: str) -> str:
@@ -663,7 +790,15 @@ def load_config(
     _resolve_defaults(values, explicit)
     for name in ("data_dir", "schema_path"):
         values["data"][name] = _absolute(values["data"][name])
-    sections = {name: cls(**values.pop(name)) for name, cls in _SECTIONS.items()}
+    sections = {
+        name: cls(
+            **{
+                field: tuple(value) if isinstance(value, list) else value
+                for field, value in values.pop(name).items()
+            }
+        )
+        for name, cls in _SECTIONS.items()
+    }
     values["beam_pipeline_args"] = tuple(values["beam_pipeline_args"])
     return validate(PipelineConfig(**values, **sections), check_schema)
 

@@ -8,6 +8,7 @@ Runners differ only in how they run what this returns.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -20,20 +21,25 @@ from components import (
     anomaly_gate,
     csv_example_gen,
     data_spec,
+    drift_gate,
     features,
     idx_example_gen,
     lr_finder,
     lr_finder_component,
+    metadata_lookup,
     models,
     pusher,
     schedules,
     signatures,
+    span_window,
     tabular_models,
     tfrecord_example_gen,
     trainer,
     versioning,
 )
+from pipeline import beam_args
 from pipeline.config import ConfigError, PipelineConfig
+from pipeline.targets import KFP_BACKEND, ClusterTarget
 
 SPAN_FOLDER = "span-{SPAN}"
 TRAINER_MODULE = "components.trainer.run_fn"
@@ -46,6 +52,8 @@ TRAINER = "Trainer"
 BASELINE_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
 INFRA_VALIDATOR = "InfraValidator"
+DRIFT_GATE = "DriftGate"
+SPAN_WINDOW = "SpanWindow"
 PUSHER = "VersionedPusher"
 SERVED_VERSIONS_KEY = "served_versions"
 
@@ -69,13 +77,16 @@ def staged_schema_file(config: PipelineConfig) -> str:
     return staged
 
 
-def input_config(data_dir: str, data_format: str = data_spec.IDX) -> tfx.proto.Input:
+def input_config(
+    data_dir: str, data_format: str = data_spec.IDX, has_spans: bool | None = None
+) -> tfx.proto.Input:
     """Train/eval patterns for the format; span folders when data_dir has them.
 
     IDX: the data set's own train-* and t10k-* files. CSV and TFRecord: the
-    files in train/ and eval/ folders.
+    files in train/ and eval/ folders. has_spans=None looks at data_dir.
     """
-    has_spans = bool(fileio.glob(os.path.join(data_dir, "span-*")))
+    if has_spans is None:
+        has_spans = bool(fileio.glob(os.path.join(data_dir, "span-*")))
     prefix = SPAN_FOLDER + "/" if has_spans else ""
     if data_format == data_spec.IDX:
         patterns = (
@@ -96,11 +107,15 @@ def input_config(data_dir: str, data_format: str = data_spec.IDX) -> tfx.proto.I
     )
 
 
-def make_example_gen(config: PipelineConfig):
-    """The ExampleGen for the data's format."""
+def make_example_gen(config: PipelineConfig, cluster: ClusterTarget | None = None):
+    """The ExampleGen for the data's format; on a cluster, data is in span folders."""
     spec = config.data_spec
     data = config.data
-    splits = input_config(data.data_dir, spec.format)
+    if cluster is not None:
+        data = dataclasses.replace(data, data_dir=cluster.data_dir)
+    splits = input_config(
+        data.data_dir, spec.format, has_spans=True if cluster else None
+    )
     if spec.format == data_spec.IDX:
         return idx_example_gen.IdxExampleGen(
             input_base=data.data_dir,
@@ -251,12 +266,51 @@ def check_infra_validation_platform(config: PipelineConfig) -> None:
         ) from None
 
 
-def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
-    """Builds the TFX pipeline described by a validated config."""
-    example_gen = make_example_gen(config)
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=staged_schema_file(config))
-    # With the schema, categorical features get value counts: the train/eval
-    # skew check in the gate measures them.
+def metadata_connection(
+    config: PipelineConfig, cluster: ClusterTarget | None = None
+) -> str:
+    """The metadata store the look-up steps query, as connection text."""
+    if cluster is not None:
+        return cluster.metadata_connection
+    return metadata_lookup.connection_text(sqlite_path=config.metadata_path)
+
+
+def baseline_node(config: PipelineConfig, cluster: ClusterTarget | None = None):
+    """The step whose `model` output is the latest blessed model, if any.
+
+    TFX's Resolver, except on open-source Kubeflow Pipelines, which cannot run
+    a resolver executor: there a container step queries the metadata store.
+    """
+    if cluster is not None and cluster.backend == KFP_BACKEND:
+        from kubeflow import cluster_steps  # Only cluster pipelines need it.
+
+        return cluster_steps.LatestBlessedModel(
+            metadata_connection=cluster.metadata_connection,
+            pipeline_name=config.pipeline_name,
+        ).with_id(BASELINE_RESOLVER)
+    return tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(BASELINE_RESOLVER)
+
+
+def create_pipeline(
+    config: PipelineConfig, cluster: ClusterTarget | None = None
+) -> tfx.dsl.Pipeline:
+    """Builds the TFX pipeline described by a validated config.
+
+    Args:
+      config: the validated config.
+      cluster: where a Kubeflow run's pods find data, schema and metadata;
+        None builds the local pipeline.
+    """
+    example_gen = make_example_gen(config, cluster)
+    schema_gen = tfx.components.ImportSchemaGen(
+        schema_file=cluster.schema_file if cluster else staged_schema_file(config)
+    )
+    # With the schema, a label the schema calls categorical gets value counts:
+    # the train/eval skew check and the span-to-span drift check compare them.
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"]
     )
@@ -271,6 +325,17 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         schema=schema_gen.outputs["schema"],
     )
 
+    training_examples = example_gen.outputs["examples"]
+    window = None
+    if config.retraining.span_window > 1:
+        window = span_window.SpanWindow(
+            examples=example_gen.outputs["examples"],
+            span_count=config.retraining.span_window,
+            metadata_connection=metadata_connection(config, cluster),
+            pipeline_name=config.pipeline_name,
+        ).with_id(SPAN_WINDOW)
+        training_examples = window.outputs["window"]
+
     settings = trainer.TrainingSettings(
         preset=config.training.preset,
         epochs=config.training.epochs,
@@ -279,6 +344,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         schedule=config.schedule_spec(),
         data=config.data_spec,
         optimizer=config.training.optimizer,
+        distribution_strategy=config.training.distribution_strategy,
     )
     trainer_code_version = versioning.source_digest(
         trainer, models, tabular_models, schedules, signatures, features, data_spec
@@ -286,7 +352,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     finder = None
     if config.lr_finder.enabled:
         finder = lr_finder_component.LearningRateFinder(
-            examples=example_gen.outputs["examples"],
+            examples=training_examples,
             schema=schema_gen.outputs["schema"],
             training=json.dumps(settings.to_json_dict(), sort_keys=True),
             steps=config.lr_finder.steps,
@@ -305,14 +371,18 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         ).with_id(LR_FINDER)
         finder.add_upstream_node(gate)
 
+    baseline_resolver = baseline_node(config, cluster)
     model_trainer = tfx.components.Trainer(
         module_file=None,
         run_fn=TRAINER_MODULE,
-        examples=example_gen.outputs["examples"],
+        examples=training_examples,
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
         eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
         hyperparameters=finder.outputs["hyperparameters"] if finder else None,
+        base_model=baseline_resolver.outputs["model"]
+        if config.retraining.warm_start
+        else None,
         custom_config={
             "training": settings.to_json_dict(),
             "code_version": trainer_code_version,
@@ -320,12 +390,16 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     ).with_id(TRAINER)
     # The gate has no outputs; this edge makes the Trainer wait for it.
     model_trainer.add_upstream_node(gate)
-
-    baseline_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id(BASELINE_RESOLVER)
+    drift = None
+    if config.retraining.drift_check:
+        drift = drift_gate.DriftGate(
+            statistics=statistics_gen.outputs["statistics"],
+            schema=schema_gen.outputs["schema"],
+            examples=example_gen.outputs["examples"],
+            metadata_connection=metadata_connection(config, cluster),
+            pipeline_name=config.pipeline_name,
+        ).with_id(DRIFT_GATE)
+        model_trainer.add_upstream_node(drift)
 
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
@@ -357,35 +431,51 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         infra_blessing=infra_validator.outputs["blessing"] if infra_validator else None,
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=os.path.abspath(config.serving_model_dir)
+                base_directory=cluster.serving_model_dir
+                if cluster
+                else os.path.abspath(config.serving_model_dir)
             )
         ),
         # Part of the Pusher's cache key: when a served version disappears
         # (deleted by hand, a lost volume), the Pusher runs again instead of
-        # reporting a push that is no longer there.
+        # reporting a push that is no longer there. A cluster's volume is not
+        # visible when the pipeline is compiled.
         custom_config={
-            SERVED_VERSIONS_KEY: pusher.existing_versions(config.serving_model_dir)
+            SERVED_VERSIONS_KEY: []
+            if cluster
+            else pusher.existing_versions(config.serving_model_dir)
         },
     ).with_id(PUSHER)
+    components = [
+        example_gen,
+        statistics_gen,
+        schema_gen,
+        example_validator,
+        gate,
+        *([drift] if drift else []),
+        *([window] if window else []),
+        *([finder] if finder else []),
+        model_trainer,
+        baseline_resolver,
+        evaluator,
+        *([infra_validator] if infra_validator else []),
+        model_pusher,
+    ]
+    if cluster is not None:
+        return tfx.dsl.Pipeline(
+            pipeline_name=config.pipeline_name,
+            pipeline_root=cluster.pipeline_root,
+            components=components,
+            enable_cache=config.enable_cache,
+            beam_pipeline_args=list(cluster.beam_pipeline_args),
+        )
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[
-            example_gen,
-            statistics_gen,
-            schema_gen,
-            example_validator,
-            gate,
-            *([finder] if finder else []),
-            model_trainer,
-            baseline_resolver,
-            evaluator,
-            *([infra_validator] if infra_validator else []),
-            model_pusher,
-        ],
+        components=components,
         enable_cache=config.enable_cache,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_path
         ),
-        beam_pipeline_args=list(config.beam_pipeline_args),
+        beam_pipeline_args=list(beam_args.for_local_run(config)),
     )

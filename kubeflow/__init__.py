@@ -1,0 +1,1 @@
+"""The Kubeflow Pipelines runner: compile, submit and schedule the pipeline."""
