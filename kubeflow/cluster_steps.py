@@ -7,9 +7,10 @@ span look-up to a `pre_cache_check` hook, which only Vertex AI runs. Here:
 - `LatestBlessedModel` is a container step that asks the cluster's metadata
   store for the newest blessed model of the pipeline and copies it to its
   output (an empty output, marked `found=0`, when there is none yet);
-- `SpanResolvingIdxExecutor` and `SpanResolvingCsvExecutor` resolve the
-  `{SPAN}` pattern inside the executor (the newest span) and record span,
-  version and fingerprint on the examples, as TFX's driver does locally;
+- `SpanResolvingIdxExecutor`, `SpanResolvingCsvExecutor` and
+  `SpanResolvingTfrecordExecutor` resolve the `{SPAN}` pattern inside the
+  executor (the newest span) and record span, version and fingerprint on the
+  examples, as TFX's driver does locally;
 - `OptionalBaselineEvaluatorExecutor` treats an empty baseline as none, so the
   first model is judged against the absolute bound alone.
 """
@@ -27,7 +28,12 @@ from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs as specs
 from tfx.utils import io_utils, proto_utils
 
-from components import csv_example_gen, idx_example_gen, metadata_lookup
+from components import (
+    csv_example_gen,
+    idx_example_gen,
+    metadata_lookup,
+    tfrecord_example_gen,
+)
 
 FOUND_PROPERTY = "found"
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -142,7 +148,17 @@ class SpanResolvingCsvExecutor(csv_example_gen.Executor):
         super().Do(input_dict, output_dict, resolved)
 
 
+class SpanResolvingTfrecordExecutor(tfrecord_example_gen.Executor):
+    """The checked TFRecord ExampleGen executor, finding the newest span itself."""
+
+    def Do(self, input_dict, output_dict, exec_properties) -> None:  # noqa: N802
+        resolved = resolve_newest_span(exec_properties)
+        _mark_span(output_dict, resolved)
+        super().Do(input_dict, output_dict, resolved)
+
+
 SPAN_RESOLVING_EXECUTORS = {
     idx_example_gen.Executor: SpanResolvingIdxExecutor,
     csv_example_gen.Executor: SpanResolvingCsvExecutor,
+    tfrecord_example_gen.Executor: SpanResolvingTfrecordExecutor,
 }

@@ -241,9 +241,10 @@ def test_a_bad_cron_sends_nothing(compiled, tmp_path, capsys):
     assert server.requests == []
 
 
-def test_a_pre_cache_check_hook_is_refused_for_open_source_kfp(tmp_path):
-    """TFRecord data goes through TFX's ImportExampleGen, whose span look-up
-    compiles to a driver hook that only Vertex runs."""
+def test_tfrecord_data_compiles_for_kfp_and_a_driver_hook_is_refused(tmp_path):
+    """The checked TFRecord ExampleGen finds its span in the executor, so it
+    compiles to a plain container; a driver hook, which only Vertex runs, is
+    refused on open-source KFP with the node named."""
     schema = tmp_path / "schema.pbtxt"
     schema.write_text(
         'feature { name: "label" type: INT } feature { name: "x" type: FLOAT }\n'
@@ -267,9 +268,16 @@ def test_a_pre_cache_check_hook_is_refused_for_open_source_kfp(tmp_path):
     settings.append("kubeflow.schema_uri=gs://bucket/schemas/records.pbtxt")
     config = load_config(overrides=settings, environ={})
     output = tmp_path / "records.yaml"
+    kfp_spec = runner.load_spec(runner.compile_pipeline(config, str(output)))
+    assert runner.executor_kinds(kfp_spec)["ExampleGen"] == "container"
+    deployment = kfp_spec.deployment_spec
+    executor = deployment["executors"][
+        kfp_spec.components[
+            kfp_spec.root.dag.tasks["ExampleGen"].component_ref.name
+        ].executor_label
+    ]
+    executor["container"]["lifecycle"] = {"preCacheCheck": {"command": ["driver"]}}
+    assert runner.executor_kinds(kfp_spec)["ExampleGen"] == "container+pre_cache_check"
     with pytest.raises(runner.CompileError, match=r"ExampleGen \(container\+pre_cache"):
-        runner.compile_pipeline(config, str(output))
-    assert not output.exists()
-    vertex = load_config(overrides=[*settings, "kubeflow.backend=vertex"], environ={})
-    spec = runner.load_spec(runner.compile_pipeline(vertex, str(output)))
-    assert runner.executor_kinds(spec)["ExampleGen"] == "container+pre_cache_check"
+        runner.check_backend(kfp_spec, "kfp")
+    runner.check_backend(kfp_spec, "vertex")
