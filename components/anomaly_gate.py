@@ -18,7 +18,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 
-from components import features
+from components import features, metadata_lookup
 
 SCHEMA_DIFF_FILE = "SchemaDiff.pb"
 
@@ -165,4 +165,4 @@ def AnomalyGate(  # noqa: N802 - TFX component names are CamelCase.
     if errors:
         # ExampleValidator leaves the span unset on its output; the examples
         # that were validated carry it.
-        raise DataAnomaliesError(errors, span=examples.span)
+        raise DataAnomaliesError(errors, span=metadata_lookup.artifact_span(examples))
