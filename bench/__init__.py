@@ -1,0 +1,1 @@
+"""Benchmarks that print figures as tables; none of them is a test."""
