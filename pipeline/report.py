@@ -105,7 +105,7 @@ def _run_name(store, execution_id: int) -> str:
 
 
 def _input(store, execution_id: int, key: str):
-    found = summary._artifacts(store, execution_id)
+    found = summary.artifacts_of(store, execution_id)
     artifacts = found.get((metadata_store_pb2.Event.INPUT, key))
     return artifacts[0] if artifacts else None
 
@@ -116,8 +116,9 @@ def served_lineage(store, serving_model_dir: str) -> ServedLineage | None:
     on_disk = set(pusher.existing_versions(serving_model_dir))
     pushed = []
     for artifact in store.get_artifacts_by_type(PUSHED_MODEL_TYPE):
-        version = summary._custom(artifact, "pushed_version")
-        if summary._custom(artifact, "pushed") and version and int(version) in on_disk:
+        version = summary.custom_property(artifact, "pushed_version")
+        is_pushed = summary.custom_property(artifact, "pushed")
+        if is_pushed and version and int(version) in on_disk:
             pushed.append((int(version), artifact))
     if not pushed:
         return None
@@ -128,12 +129,12 @@ def served_lineage(store, serving_model_dir: str) -> ServedLineage | None:
     examples = training and _input(store, training.id, specs.EXAMPLES_KEY)
     return ServedLineage(
         version=str(version),
-        folder=summary._custom(artifact, "pushed_destination") or "",
+        folder=summary.custom_property(artifact, "pushed_destination") or "",
         model_uri=model.uri if model else "?",
         pushed_by_run=_run_name(store, push.id) if push else "?",
         trained_by_run=_run_name(store, training.id) if training else "?",
         examples_uri=examples.uri if examples else "?",
-        span=summary._custom(examples, "span") if examples else None,
+        span=summary.custom_property(examples, "span") if examples else None,
     )
 
 
@@ -161,17 +162,19 @@ def run_artifacts(store, run_id: str) -> RunArtifacts:
     if context is None:
         return found
     by_node = {
-        summary._node_id(store, execution.id): summary._artifacts(store, execution.id)
+        summary.node_id_of(store, execution.id): summary.artifacts_of(
+            store, execution.id
+        )
         for execution in store.get_executions_by_context(context.id)
     }
 
     def uri(node_id: str, key: str) -> str | None:
-        artifact = summary._output(by_node.get(node_id, {}), key)
+        artifact = summary.output_of(by_node.get(node_id, {}), key)
         return artifact.uri if artifact is not None else None
 
     found.examples = uri(pipeline.EXAMPLE_GEN, specs.EXAMPLES_KEY)
     found.statistics = uri("StatisticsGen", specs.STATISTICS_KEY)
-    anomalies = summary._output(
+    anomalies = summary.output_of(
         by_node.get(pipeline.EXAMPLE_VALIDATOR, {}), specs.ANOMALIES_KEY
     )
     if anomalies is not None:
@@ -314,7 +317,7 @@ def judgements(evaluation_uri: str) -> list[Judgement]:
                 )
                 bounds[metric.class_name] = (lower, change)
     names = {
-        summary._TFMA_METRIC_NAMES.get(class_name, class_name): class_name
+        summary.TFMA_METRIC_NAMES.get(class_name, class_name): class_name
         for class_name in bounds
     }
     values: dict[str, dict[str, float | None]] = {name: {} for name in names}
@@ -600,7 +603,7 @@ def render(config: PipelineConfig, result: summary.RunSummary) -> str:
     artifacts = RunArtifacts()
     lineage = None
     if result.run_id and os.path.exists(config.metadata_path):
-        store = summary._store(config)
+        store = summary.open_store(config)
         artifacts = run_artifacts(store, result.run_id)
         lineage = served_lineage(store, config.serving_model_dir)
     class_names = list(config.data_spec.class_names)

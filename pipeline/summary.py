@@ -87,7 +87,8 @@ class RunSummary:
         return cls(**values)
 
 
-def _store(config: PipelineConfig) -> metadata_store.MetadataStore:
+def open_store(config: PipelineConfig) -> metadata_store.MetadataStore:
+    """The pipeline's metadata store, opened read-only."""
     connection = metadata_store_pb2.ConnectionConfig()
     connection.sqlite.filename_uri = config.metadata_path
     connection.sqlite.connection_mode = (
@@ -101,14 +102,15 @@ def _latest_run_context(store) -> metadata_store_pb2.Context | None:
     return max(runs, key=lambda context: context.create_time_since_epoch, default=None)
 
 
-def _node_id(store, execution_id: int) -> str:
+def node_id_of(store, execution_id: int) -> str:
+    """The pipeline node an execution belongs to, or "?"."""
     for context in store.get_contexts_by_execution(execution_id):
         if context.type == "node":
             return context.name.split(".", 1)[-1]
     return "?"
 
 
-def _artifacts(store, execution_id: int) -> dict[tuple[int, str], list]:
+def artifacts_of(store, execution_id: int) -> dict[tuple[int, str], list]:
     """(event type, key) -> artifacts of one execution."""
     events = store.get_events_by_execution_ids([execution_id])
     artifacts = {
@@ -124,7 +126,8 @@ def _artifacts(store, execution_id: int) -> dict[tuple[int, str], list]:
     return found
 
 
-def _output(found, key):
+def output_of(found, key):
+    """The first artifact an execution output under `key`, or None."""
     for event_type in (
         metadata_store_pb2.Event.OUTPUT,
         metadata_store_pb2.Event.DECLARED_OUTPUT,
@@ -134,7 +137,8 @@ def _output(found, key):
     return None
 
 
-def _custom(artifact, name):
+def custom_property(artifact, name):
+    """An MLMD artifact's custom property as a plain value, or None."""
     value = artifact.custom_properties.get(name)
     if value is None:
         return None
@@ -218,7 +222,7 @@ def summarize(
     if not os.path.exists(config.metadata_path):
         summary.error = f"no metadata store at {config.metadata_path}; nothing has run"
         return summary
-    store = _store(config)
+    store = open_store(config)
     run = _latest_run_context(store)
     if run is None or run.create_time_since_epoch < not_before_ms:
         summary.error = "no run of this invocation is recorded in the metadata store"
@@ -230,7 +234,7 @@ def summarize(
     )
     outputs = {}
     for execution in executions:
-        node_id = _node_id(store, execution.id)
+        node_id = node_id_of(store, execution.id)
         duration_ms = (
             execution.last_update_time_since_epoch - execution.create_time_since_epoch
         )
@@ -241,10 +245,10 @@ def summarize(
                 duration_s=round(duration_ms / 1000.0, 1),
             )
         )
-        outputs[node_id] = _artifacts(store, execution.id)
+        outputs[node_id] = artifacts_of(store, execution.id)
 
     found = outputs.get(pipeline.EXAMPLE_VALIDATOR)
-    anomalies_artifact = found and _output(found, specs.ANOMALIES_KEY)
+    anomalies_artifact = found and output_of(found, specs.ANOMALIES_KEY)
     if anomalies_artifact is not None:
         split_names = json.loads(
             anomalies_artifact.properties["split_names"].string_value
@@ -253,13 +257,13 @@ def summarize(
             anomaly_gate.read_anomalies(anomalies_artifact.uri, split_names)
         )
         summary.anomalies = [str(anomaly) for anomaly in errors]
-        examples = _output(outputs.get(pipeline.EXAMPLE_GEN, {}), specs.EXAMPLES_KEY)
+        examples = output_of(outputs.get(pipeline.EXAMPLE_GEN, {}), specs.EXAMPLES_KEY)
         if examples is not None:
             # TFX keeps the span as a custom property in the metadata store.
-            summary.span = _custom(examples, "span")
+            summary.span = custom_property(examples, "span")
 
     found = outputs.get(pipeline.TRAINER)
-    model_run = found and _output(found, specs.MODEL_RUN_KEY)
+    model_run = found and output_of(found, specs.MODEL_RUN_KEY)
     if model_run is not None:
         history_path = os.path.join(model_run.uri, trainer.HISTORY_FILE)
         if os.path.exists(history_path):
@@ -273,20 +277,20 @@ def summarize(
             summary.lr_schedule = record["settings"]["schedule"]["name"]
 
     found = outputs.get(pipeline.LR_FINDER)
-    sweep = found and _output(found, "sweep")
+    sweep = found and output_of(found, "sweep")
     if sweep is not None:
         summary.sweep_plot = os.path.join(sweep.uri, lr_finder.SWEEP_PLOT)
 
     found = outputs.get(pipeline.EVALUATOR)
     if found:
-        evaluation = _output(found, specs.EVALUATION_KEY)
-        blessing = _output(found, specs.BLESSING_KEY)
+        evaluation = output_of(found, specs.EVALUATION_KEY)
+        blessing = output_of(found, specs.BLESSING_KEY)
         # The Evaluator records the baseline's id on the blessing. The input
         # events cannot tell: when the baseline is the candidate model itself,
         # the metadata store keeps one event for the two roles.
         if blessing is not None:
             summary.had_baseline = (
-                _custom(
+                custom_property(
                     blessing,
                     evaluator_constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY,
                 )
@@ -295,12 +299,12 @@ def summarize(
         if evaluation is not None:
             _read_evaluation(summary, evaluation.uri, _metric_key(metric_name), config)
         if blessing is not None:
-            summary.blessed = bool(_custom(blessing, "blessed"))
+            summary.blessed = bool(custom_property(blessing, "blessed"))
 
     found = outputs.get(pipeline.INFRA_VALIDATOR)
-    infra_blessing = found and _output(found, specs.BLESSING_KEY)
+    infra_blessing = found and output_of(found, specs.BLESSING_KEY)
     if infra_blessing is not None:
-        summary.infra_blessed = bool(_custom(infra_blessing, "blessed"))
+        summary.infra_blessed = bool(custom_property(infra_blessing, "blessed"))
         if not summary.infra_blessed:
             summary.why.append(
                 "InfraValidator: the model did not load or answer in "
@@ -309,12 +313,12 @@ def summarize(
             )
 
     found = outputs.get(pipeline.PUSHER)
-    pushed_model = found and _output(found, specs.PUSHED_MODEL_KEY)
-    if pushed_model is not None and _custom(pushed_model, "pushed"):
-        summary.pushed_version = _custom(pushed_model, "pushed_version")
-        summary.pushed_path = _custom(pushed_model, "pushed_destination")
+    pushed_model = found and output_of(found, specs.PUSHED_MODEL_KEY)
+    if pushed_model is not None and custom_property(pushed_model, "pushed"):
+        summary.pushed_version = custom_property(pushed_model, "pushed_version")
+        summary.pushed_path = custom_property(pushed_model, "pushed_destination")
     elif pushed_model is not None:
-        summary.already_served_version = _custom(
+        summary.already_served_version = custom_property(
             pushed_model, pusher.ALREADY_SERVED_KEY
         )
 
@@ -337,7 +341,7 @@ def decide_outcome(summary: RunSummary) -> str:
 
 
 # TFMA's names for the Keras metric classes the config can name.
-_TFMA_METRIC_NAMES = {
+TFMA_METRIC_NAMES = {
     "SparseCategoricalAccuracy": "sparse_categorical_accuracy",
     "BinaryAccuracy": "binary_accuracy",
     "AUC": "auc",
@@ -349,7 +353,7 @@ BINARY_METRIC_KEYS = ("binary_accuracy", "auc", "precision", "recall", "calibrat
 
 def _metric_key(class_name: str) -> str:
     """TFMA's metric name for a Keras metric class name."""
-    return _TFMA_METRIC_NAMES[class_name]
+    return TFMA_METRIC_NAMES[class_name]
 
 
 def _metric_label(metric: str) -> str:
