@@ -24,22 +24,20 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 from tfx.components.example_gen import driver
-from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen.base_example_gen_executor import (
     BaseExampleGenExecutor,
 )
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
-from tfx.types import channel, component_spec, standard_artifacts
 from tfx.types import standard_component_specs as specs
 
-from components import data_spec, versioning
+from components import data_spec, example_gen_spec, versioning
 from components.errors import InputDataError
 
-DATA_SPEC_KEY = "data_spec"
-MAX_EXAMPLES_KEY = "max_examples_per_split"
-CODE_VERSION_KEY = "code_version"
+DATA_SPEC_KEY = example_gen_spec.DATA_SPEC_KEY
+MAX_EXAMPLES_KEY = example_gen_spec.MAX_EXAMPLES_KEY
+CODE_VERSION_KEY = example_gen_spec.CODE_VERSION_KEY
 # Enough to see the pattern of a problem without drowning in it.
 MAX_REPORTED_ERRORS = 10
 # tf.Example stores floats as float32: a larger number would become infinity.
@@ -293,12 +291,9 @@ class Executor(BaseExampleGenExecutor):
 class CsvExampleGenSpec(specs.FileBasedExampleGenSpec):
     """The file-based ExampleGen spec plus the data spec, a cap and a digest."""
 
-    PARAMETERS = {
-        **specs.FileBasedExampleGenSpec.PARAMETERS,
-        DATA_SPEC_KEY: component_spec.ExecutionParameter(type=str),
-        MAX_EXAMPLES_KEY: component_spec.ExecutionParameter(type=int, optional=True),
-        CODE_VERSION_KEY: component_spec.ExecutionParameter(type=str, optional=True),
-    }
+    PARAMETERS = example_gen_spec.parameters(
+        example_gen_spec.DATA_SPEC_PARAMETER, example_gen_spec.MAX_EXAMPLES_PARAMETER
+    )
 
 
 class TypedCsvExampleGen(base_beam_component.BaseBeamComponent):
@@ -326,16 +321,13 @@ class TypedCsvExampleGen(base_beam_component.BaseBeamComponent):
             (0 keeps all); for quick runs.
           range_config: optional span range, as for any file-based ExampleGen.
         """
-        component_spec_ = CsvExampleGenSpec(
-            input_base=input_base,
-            input_config=input_config,
-            output_config=example_gen_utils.make_default_output_config(input_config),
-            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
-            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-            range_config=range_config,
+        component_spec_ = example_gen_spec.build(
+            CsvExampleGenSpec,
+            input_base,
+            input_config,
+            range_config,
+            code_version=versioning.source_digest(sys.modules[__name__], data_spec),
             data_spec=json.dumps(spec.to_json_dict(), sort_keys=True),
             max_examples_per_split=max_examples_per_split or None,
-            code_version=versioning.source_digest(sys.modules[__name__], data_spec),
-            examples=channel.Channel(type=standard_artifacts.Examples),
         )
         super().__init__(spec=component_spec_)

@@ -16,19 +16,17 @@ from typing import Any
 import apache_beam as beam
 import tensorflow as tf
 from tfx.components.example_gen import driver
-from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen.base_example_gen_executor import (
     BaseExampleGenExecutor,
 )
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.proto import example_gen_pb2
-from tfx.types import channel, component_spec, standard_artifacts
 from tfx.types import standard_component_specs as specs
 
-from components import features, idx, versioning
+from components import example_gen_spec, features, idx, versioning
 
-MAX_EXAMPLES_KEY = "max_examples_per_split"
-CODE_VERSION_KEY = "code_version"
+MAX_EXAMPLES_KEY = example_gen_spec.MAX_EXAMPLES_KEY
+CODE_VERSION_KEY = example_gen_spec.CODE_VERSION_KEY
 
 
 def to_example(pixels, label: int) -> tf.train.Example:
@@ -105,11 +103,7 @@ class Executor(BaseExampleGenExecutor):
 class IdxExampleGenSpec(specs.FileBasedExampleGenSpec):
     """The file-based ExampleGen spec plus a cap per split and a code digest."""
 
-    PARAMETERS = {
-        **specs.FileBasedExampleGenSpec.PARAMETERS,
-        MAX_EXAMPLES_KEY: component_spec.ExecutionParameter(type=int, optional=True),
-        CODE_VERSION_KEY: component_spec.ExecutionParameter(type=str, optional=True),
-    }
+    PARAMETERS = example_gen_spec.parameters(example_gen_spec.MAX_EXAMPLES_PARAMETER)
 
 
 class IdxExampleGen(base_beam_component.BaseBeamComponent):
@@ -135,15 +129,12 @@ class IdxExampleGen(base_beam_component.BaseBeamComponent):
             (0 keeps all); for quick runs.
           range_config: optional span range, as for any file-based ExampleGen.
         """
-        spec = IdxExampleGenSpec(
-            input_base=input_base,
-            input_config=input_config,
-            output_config=example_gen_utils.make_default_output_config(input_config),
-            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
-            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-            range_config=range_config,
-            max_examples_per_split=max_examples_per_split or None,
+        spec = example_gen_spec.build(
+            IdxExampleGenSpec,
+            input_base,
+            input_config,
+            range_config,
             code_version=versioning.source_digest(sys.modules[__name__], idx, features),
-            examples=channel.Channel(type=standard_artifacts.Examples),
+            max_examples_per_split=max_examples_per_split or None,
         )
         super().__init__(spec=spec)

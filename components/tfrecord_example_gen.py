@@ -14,19 +14,17 @@ import sys
 
 import apache_beam as beam
 from tfx.components.example_gen import driver
-from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen.import_example_gen import (
     executor as import_executor,
 )
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.proto import example_gen_pb2
-from tfx.types import channel, component_spec, standard_artifacts
 from tfx.types import standard_component_specs as specs
 
-from components import data_spec, tfrecord_check, versioning
+from components import data_spec, example_gen_spec, tfrecord_check, versioning
 
-DATA_SPEC_KEY = "data_spec"
-CODE_VERSION_KEY = "code_version"
+DATA_SPEC_KEY = example_gen_spec.DATA_SPEC_KEY
+CODE_VERSION_KEY = example_gen_spec.CODE_VERSION_KEY
 
 
 class Executor(import_executor.Executor):
@@ -52,11 +50,7 @@ class Executor(import_executor.Executor):
 class CheckedImportExampleGenSpec(specs.FileBasedExampleGenSpec):
     """The file-based ExampleGen spec plus the data spec and a code digest."""
 
-    PARAMETERS = {
-        **specs.FileBasedExampleGenSpec.PARAMETERS,
-        DATA_SPEC_KEY: component_spec.ExecutionParameter(type=str),
-        CODE_VERSION_KEY: component_spec.ExecutionParameter(type=str, optional=True),
-    }
+    PARAMETERS = example_gen_spec.parameters(example_gen_spec.DATA_SPEC_PARAMETER)
 
 
 class CheckedImportExampleGen(base_beam_component.BaseBeamComponent):
@@ -81,17 +75,14 @@ class CheckedImportExampleGen(base_beam_component.BaseBeamComponent):
           spec: the label and the features every record must have.
           range_config: optional span range, as for any file-based ExampleGen.
         """
-        component_spec_ = CheckedImportExampleGenSpec(
-            input_base=input_base,
-            input_config=input_config,
-            output_config=example_gen_utils.make_default_output_config(input_config),
-            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
-            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
-            range_config=range_config,
-            data_spec=json.dumps(spec.to_json_dict(), sort_keys=True),
+        component_spec_ = example_gen_spec.build(
+            CheckedImportExampleGenSpec,
+            input_base,
+            input_config,
+            range_config,
             code_version=versioning.source_digest(
                 sys.modules[__name__], tfrecord_check, data_spec
             ),
-            examples=channel.Channel(type=standard_artifacts.Examples),
+            data_spec=json.dumps(spec.to_json_dict(), sort_keys=True),
         )
         super().__init__(spec=component_spec_)
