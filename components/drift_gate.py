@@ -45,6 +45,7 @@ class SpanDriftError(InputDataError):
 
     def __init__(self, drifts: list[Drift], span: int, previous_span: int):
         self.drifts = drifts
+        self.previous_span = previous_span
         lines = "\n".join(f"  - {drift}" for drift in drifts)
         super().__init__(
             f"span {span} drifted from span {previous_span} past the schema's "

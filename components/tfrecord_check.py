@@ -11,6 +11,7 @@ record (numbered from 1) and the feature. Value ranges are left to the schema.
 from __future__ import annotations
 
 import os
+import re
 
 import tensorflow as tf
 from google.protobuf.message import DecodeError
@@ -96,6 +97,14 @@ def _compression(path: str) -> str:
     return "GZIP" if gzipped else ""
 
 
+def _tensorflow_reason(error: tf.errors.OpError) -> str:
+    """TensorFlow's reason for a failed read, without its op and function names."""
+    reason = error.message.splitlines()[0]
+    reason = re.sub(r"\{\{[^}]*\}\}\s*", "", reason)
+    reason = re.sub(r"\s*\[Op:[^\]]*\].*$", "", reason)
+    return reason.replace("' failed with ", ": ").strip()
+
+
 def check_file(path: str, spec: data_spec.DataSpec) -> int:
     """Reads one TFRecord file and checks each record; returns the count.
 
@@ -119,7 +128,7 @@ def check_file(path: str, spec: data_spec.DataSpec) -> int:
             where = f"after record {count}" if count else "at its first record"
             raise TfRecordFormatError(
                 f"{path}: not a readable TFRecord file: corrupt or truncated "
-                f"{where} ({error.message.splitlines()[0]})"
+                f"{where} ({_tensorflow_reason(error)})"
             ) from None
         count += 1
         for problem in record_problems(record.numpy(), expected):

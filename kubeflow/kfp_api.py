@@ -108,6 +108,24 @@ class Uploaded:
     version_id: str
 
 
+def api_errors() -> tuple[type[BaseException], ...]:
+    """What the KFP client raises when the host cannot be reached or refuses."""
+    import urllib3
+    from kfp_server_api.exceptions import ApiException
+
+    return (urllib3.exceptions.HTTPError, ApiException, ConnectionError)
+
+
+def short_reason(error: BaseException) -> str:
+    """One line on why a call to the KFP API failed, without client internals."""
+    status = getattr(error, "status", None)
+    if status is not None:
+        return f"HTTP {status} {getattr(error, 'reason', '') or ''}".strip()
+    reason = str(getattr(error, "reason", None) or error)
+    # urllib3 prefixes the connection object: "<...Connection object at 0x..>: "
+    return re.sub(r"^<[^>]*>:\s*", "", reason).splitlines()[0]
+
+
 def make_client(config: PipelineConfig):
     """A kfp.Client for the configured host."""
     import kfp  # Imported here: only the cluster commands need it.

@@ -333,6 +333,13 @@ def _kubeflow(args) -> int:
     except (runner.CompileError, kfp_api.ScheduleError, ValueError) as error:
         print(f"config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    except kfp_api.api_errors() as error:
+        print(
+            f"error: Kubeflow Pipelines API at {config.kubeflow.host} failed: "
+            f"{kfp_api.short_reason(error)}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return 0
 
 

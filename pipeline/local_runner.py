@@ -16,6 +16,7 @@ from absl import logging
 from tfx import v1 as tfx
 
 from components.anomaly_gate import DataAnomaliesError
+from components.drift_gate import SpanDriftError
 from components.errors import InputDataError
 from pipeline import report, summary
 from pipeline.config import PipelineConfig, to_yaml
@@ -106,8 +107,16 @@ def _run_locked(config: PipelineConfig) -> summary.RunSummary:
         # The gate's anomalies name the records and include train/eval skew.
         result.anomalies = [str(anomaly) for anomaly in stopped_by_gate.anomalies]
         result.outcome = summary.decide_outcome(result)
+    drifted = _cause_of_type(last_error, (SpanDriftError,))
+    if drifted is not None:
+        # Data that was read and found to have moved: an anomaly, not bad input.
+        result.anomalies = [
+            f"drift from span {drifted.previous_span}: {drift}"
+            for drift in drifted.drifts
+        ]
+        result.outcome = summary.decide_outcome(result)
     bad_input = _cause_of_type(last_error, (InputDataError,))
-    if bad_input is not None:
+    if bad_input is not None and drifted is None:
         result.outcome = summary.BAD_INPUT
         result.error = str(bad_input)
     elif last_error is not None and not result.anomalies:

@@ -257,10 +257,10 @@ def summarize(
             anomaly_gate.read_anomalies(anomalies_artifact.uri, split_names)
         )
         summary.anomalies = [str(anomaly) for anomaly in errors]
-        examples = output_of(outputs.get(pipeline.EXAMPLE_GEN, {}), specs.EXAMPLES_KEY)
-        if examples is not None:
-            # TFX keeps the span as a custom property in the metadata store.
-            summary.span = custom_property(examples, "span")
+    examples = output_of(outputs.get(pipeline.EXAMPLE_GEN, {}), specs.EXAMPLES_KEY)
+    if examples is not None:
+        # TFX keeps the span as a custom property in the metadata store.
+        summary.span = custom_property(examples, "span")
 
     found = outputs.get(pipeline.TRAINER)
     model_run = found and output_of(found, specs.MODEL_RUN_KEY)

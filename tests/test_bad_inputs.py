@@ -421,7 +421,7 @@ CASES = [
         "a truncated TFRecord file",
         _damaged_tfrecord(lambda content: bytes(content[:-30])),
         r"data\.tfrecord: not a readable TFRecord file: corrupt or truncated "
-        r"after record 2",
+        r"after record 2 \(truncated record at \d+: [^{}\[]*\)$",
     ),
     Case(
         "tfrecord-corrupt",

@@ -9,6 +9,7 @@ Refresh the snapshot after a deliberate change of the pipeline's graph:
 
 import os
 import pathlib
+import socket
 
 import pytest
 import yaml
@@ -281,3 +282,28 @@ def test_tfrecord_data_compiles_for_kfp_and_a_driver_hook_is_refused(tmp_path):
     with pytest.raises(runner.CompileError, match=r"ExampleGen \(container\+pre_cache"):
         runner.check_backend(kfp_spec, "kfp")
     runner.check_backend(kfp_spec, "vertex")
+
+
+def test_an_unreachable_host_is_one_line_and_exit_1(tmp_path, capsys):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    closed_port = probe.getsockname()[1]
+    probe.close()
+    host = f"http://127.0.0.1:{closed_port}"
+    code = cli.main(
+        [
+            "schedule",
+            "--config",
+            "configs/circles.yaml",
+            "--output-dir",
+            str(tmp_path),
+            "--set",
+            f"kubeflow.host={host}",
+            "--list",
+        ]
+    )
+    error = capsys.readouterr().err
+    assert code == cli.EXIT_FAILED
+    assert f"error: Kubeflow Pipelines API at {host} failed:" in error
+    assert "Connection refused" in error
+    assert "Traceback" not in error and "object at 0x" not in error
