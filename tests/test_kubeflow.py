@@ -52,6 +52,19 @@ def cluster_config(tmp_path, *extra):
     )
 
 
+def host_args(tmp_path, host, *extra):
+    """The circles job's command-line flags for a KFP host, then `extra`."""
+    return [
+        "--config",
+        "configs/circles.yaml",
+        "--output-dir",
+        str(tmp_path),
+        "--set",
+        f"kubeflow.host={host}",
+        *extra,
+    ]
+
+
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     folder = tmp_path_factory.mktemp("kubeflow")
@@ -173,17 +186,13 @@ def test_six_field_crons_pass():
 def test_schedule_submit_list_and_delete_through_kfp_client(compiled, tmp_path, capsys):
     spec_path, _ = compiled
     with KfpServerDouble() as server:
-        common = [
-            "--config",
-            "configs/circles.yaml",
-            "--output-dir",
-            str(tmp_path),
+        common = host_args(
+            tmp_path,
+            server.url,
             *[item for setting in CLUSTER_SETTINGS for item in ("--set", setting)],
-            "--set",
-            f"kubeflow.host={server.url}",
             "--spec",
             spec_path,
-        ]
+        )
         assert cli.main(["schedule", *common, "--cron", "0 0 2 * * *"]) == 0
         assert cli.main(["submit", *common, "--param", "data_dir=/mnt/other"]) == 0
         capsys.readouterr()
@@ -225,14 +234,7 @@ def test_a_bad_cron_sends_nothing(compiled, tmp_path, capsys):
         code = cli.main(
             [
                 "schedule",
-                "--config",
-                "configs/circles.yaml",
-                "--output-dir",
-                str(tmp_path),
-                "--set",
-                f"kubeflow.host={server.url}",
-                "--spec",
-                spec_path,
+                *host_args(tmp_path, server.url, "--spec", spec_path),
                 "--cron",
                 "0 2 * * *",
             ]
@@ -290,18 +292,7 @@ def test_an_unreachable_host_is_one_line_and_exit_1(tmp_path, capsys):
     closed_port = probe.getsockname()[1]
     probe.close()
     host = f"http://127.0.0.1:{closed_port}"
-    code = cli.main(
-        [
-            "schedule",
-            "--config",
-            "configs/circles.yaml",
-            "--output-dir",
-            str(tmp_path),
-            "--set",
-            f"kubeflow.host={host}",
-            "--list",
-        ]
-    )
+    code = cli.main(["schedule", *host_args(tmp_path, host, "--list")])
     error = capsys.readouterr().err
     assert code == cli.EXIT_FAILED
     assert f"error: Kubeflow Pipelines API at {host} failed:" in error
