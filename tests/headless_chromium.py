@@ -118,7 +118,10 @@ def _wait_for_port(profile: str, process: subprocess.Popen) -> int:
 def load_page(path: str, width: int = 1280, height: int = 2000) -> PageLoad:
     """Loads a local HTML file and returns its errors, requests and a screenshot."""
     chromium = find_chromium()
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes can still be writing to the throwaway
+    # profile for a moment after the browser exits; its removal may not fail
+    # the page check.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen(
             [
                 chromium,
